@@ -1,0 +1,37 @@
+# Two entry points, both doing all set-up themselves on a fresh machine:
+#   make run   - the daemon on the embedded default (synthetic face), live picture URL printed
+#   make test  - lint, type checks and the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint system-deps
+
+run: $(STAMP)
+	$(BIN)/appliance run $(ARGS)
+
+test: $(STAMP) system-deps lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check appliance tests
+	$(BIN)/ruff format --check appliance tests
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/appliance bench $(ARGS)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable '.[test]'
+	touch $(STAMP)
+
+# Tools the tests run for real (systemd-analyze checks the unit files).
+system-deps:
+	@command -v systemd-analyze >/dev/null || { \
+	  echo "installing systemd (for systemd-analyze)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq systemd; }

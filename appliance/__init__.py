@@ -1,0 +1,3 @@
+"""Firmware service for an AI conference camera."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,127 @@
+"""The ``appliance`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from appliance import __version__
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}"
+        ) from None
+    if w <= 0 or h <= 0 or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"size must be positive and even, got {text!r}")
+    return w, h
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appliance", description="Firmware service for an AI conference camera."
+    )
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, help="config file (YAML); defaults if omitted")
+    run.add_argument("--source", help="source URI for this run, overriding the config")
+
+    check = sub.add_parser("check-config", help="validate a config file; exit 1 if invalid")
+    check.add_argument("file", type=Path)
+    check.add_argument("--print", action="store_true", help="print the config with defaults")
+
+    bench = sub.add_parser("bench", help="measure the frame path: latency, fps, drops")
+    bench.add_argument("--source", default="synthetic://", help="source URI (synthetic://)")
+    bench.add_argument("--seconds", type=_positive, default=10.0, help="measuring time (10)")
+    bench.add_argument("--size", type=_size, default=(1280, 720), help="WxH (1280x720)")
+    bench.add_argument("--fps", type=_positive, default=30.0, help="source frame rate (30)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+
+    hw = sub.add_parser("hw", help="detected board and the backend each part will use")
+    hw.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from appliance import daemon
+    from appliance.capture.uri import parse_source_uri
+    from appliance.config import ConfigError
+    from appliance.logs import setup_logging
+
+    setup_logging()
+    if args.source:
+        try:
+            parse_source_uri(args.source)
+        except ValueError as exc:
+            print(f"appliance run: --source: {exc}", file=sys.stderr)
+            return 2
+    try:
+        manager = daemon.load_manager(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return daemon.EXIT_CONFIG
+    setup_logging(manager.config.logging.level)
+    return daemon.run(manager, source=args.source)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from appliance.config import ConfigError, dump_config, load_config
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(dump_config(config) if args.print else f"{args.file}: valid")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from appliance import bench
+    from appliance.capture.uri import parse_source_uri
+
+    try:
+        parse_source_uri(args.source)
+        return bench.main(args)
+    except (ValueError, RuntimeError) as exc:
+        print(f"appliance bench: {exc}", file=sys.stderr)
+        return 1
+
+
+def _cmd_hw(args: argparse.Namespace) -> int:
+    from appliance.hw.probe import format_report, probe
+
+    report = probe()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "check-config": _cmd_check_config,
+    "bench": _cmd_bench,
+    "hw": _cmd_hw,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The running configuration: validated changes, persisted, then handed to listeners."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appliance.config.errors import ConfigError
+from appliance.config.schema import Config, restart_fields
+from appliance.config.store import load_config, parse_config, save_config
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Config, Config], None]
+
+
+def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``patch`` into a copy of ``base`` (mappings merge, other values replace)."""
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def changed_paths(old: Config, new: Config) -> set[str]:
+    def walk(a: Any, b: Any, prefix: str) -> set[str]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            paths: set[str] = set()
+            for key in a.keys() | b.keys():
+                paths |= walk(a.get(key), b.get(key), f"{prefix}{key}.")
+            return paths
+        return set() if a == b else {prefix.rstrip(".")}
+
+    return walk(old.model_dump(mode="json"), new.model_dump(mode="json"), "")
+
+
+class ConfigManager:
+    """Owns the running Config. Invalid input raises ConfigError and changes nothing.
+
+    With a ``path``, every accepted change is written there atomically before it is
+    applied, so a restart comes back with what was last accepted.
+    """
+
+    RESTART_FIELDS = frozenset(restart_fields())
+
+    def __init__(self, config: Config, path: Path | None = None) -> None:
+        self._config = config
+        self.path = path
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        self.pending_restart: set[str] = set()
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def update(self, patch: dict[str, Any], origin: str = "api") -> tuple[Config, set[str]]:
+        """Apply a partial change; returns the new config and the paths that need a restart."""
+        if not isinstance(patch, dict):
+            raise ConfigError([f"(top level): expected a mapping, got {type(patch).__name__}"])
+        with self._lock:
+            return self._commit(merge(self._config.model_dump(mode="json"), patch), origin)
+
+    def replace(self, document: Any, origin: str = "api") -> tuple[Config, set[str]]:
+        """Replace the whole configuration (missing keys take their defaults)."""
+        with self._lock:
+            return self._commit(document, origin)
+
+    def reload(self) -> tuple[Config, set[str]]:
+        """Re-read the config file (SIGHUP); a bad file is refused and the running one kept."""
+        if self.path is None:
+            return self._config, set()
+        with self._lock:
+            new = load_config(self.path)
+            return self._install(new, "file", persist=False)
+
+    def _commit(self, document: Any, origin: str) -> tuple[Config, set[str]]:
+        new = parse_config(document, origin)
+        return self._install(new, origin, persist=True)
+
+    def _install(self, new: Config, origin: str, persist: bool) -> tuple[Config, set[str]]:
+        old = self._config
+        changed = changed_paths(old, new)
+        if not changed:
+            return old, set()
+        if persist and self.path is not None:
+            save_config(self.path, new)
+        self._config = new
+        needs_restart = {p for p in changed if any(p.startswith(r) for r in self.RESTART_FIELDS)}
+        self.pending_restart |= needs_restart
+        log.info("config changed by %s: %s", origin, ", ".join(sorted(changed)))
+        if needs_restart:
+            log.warning("takes effect after a restart: %s", ", ".join(sorted(needs_restart)))
+        for listener in self._listeners:
+            try:
+                listener(old, new)
+            except Exception:
+                log.exception("applying the new configuration failed in %r", listener)
+        return new, needs_restart

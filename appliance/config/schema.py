@@ -1,0 +1,113 @@
+"""The one configuration schema: the config file, the web API and MQTT all go through it.
+
+Fields marked ``restart=True`` take effect at the next start; every other field is
+applied live, between frames.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import JsonDict
+
+from appliance.capture.uri import parse_source_uri
+
+RESTART: JsonDict = {"restart": True}
+
+
+class Section(BaseModel):
+    # Unknown keys are errors: a typo must never be silently ignored on a camera.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+
+def _check_source_uri(uri: str) -> str:
+    parse_source_uri(uri)  # raises ValueError with the accepted forms
+    return uri
+
+
+SourceUri = Annotated[str, AfterValidator(_check_source_uri)]
+
+
+class SourceConfig(Section):
+    uri: str = Field(
+        "auto",
+        description="Where frames come from: auto (first working of csi://0, USB cameras, "
+        "synthetic://), csi://N, v4l2:///dev/videoN, file://PATH or synthetic://",
+    )
+    fallback: list[SourceUri] = Field(
+        default_factory=lambda: ["synthetic://"],
+        description="Sources tried in order when the main one fails or is unplugged",
+    )
+    width: int = Field(1280, ge=16, le=7680, multiple_of=2, description="Capture width, px")
+    height: int = Field(720, ge=16, le=4320, multiple_of=2, description="Capture height, px")
+    fps: float = Field(30.0, gt=0, le=240, description="Capture frame rate")
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return value if value == "auto" else _check_source_uri(value)
+
+
+class PipelineConfig(Section):
+    queue_depth: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Frames waiting per stage before the oldest is dropped",
+        json_schema_extra=RESTART,
+    )
+
+
+class WebConfig(Section):
+    enabled: bool = Field(
+        True, description="Serve the live picture and API", json_schema_extra=RESTART
+    )
+    bind: str = Field(
+        "127.0.0.1",
+        description="Address to listen on; 0.0.0.0 exposes the page on the LAN",
+        json_schema_extra=RESTART,
+    )
+    port: int = Field(8080, ge=1, le=65535, description="TCP port", json_schema_extra=RESTART)
+    jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of the preview")
+    preview_fps: float = Field(15.0, gt=0, le=60, description="Frame rate cap of the preview")
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        ipaddress.ip_address(value)  # ValueError names the bad address
+        return value
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
+
+
+class DeviceConfig(Section):
+    name: str = Field(
+        "Conference camera", min_length=1, max_length=64, description="Name shown to people"
+    )
+
+
+class Config(Section):
+    version: Literal[1] = Field(1, description="Schema version of this file")
+    device: DeviceConfig = Field(default_factory=DeviceConfig)
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+def restart_fields(model: type[BaseModel] = Config, prefix: str = "") -> set[str]:
+    """Dotted paths of the fields that only take effect after a restart."""
+    paths: set[str] = set()
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and extra.get("restart"):
+            paths.add(path)
+        annotation: Any = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths |= restart_fields(annotation, path + ".")
+    return paths

@@ -1,0 +1,76 @@
+"""Reading and writing the config file: YAML, validated, written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from appliance.config.errors import ConfigError, describe
+from appliance.config.schema import Config
+
+HEADER = "# Camera configuration. Validate with: appliance check-config FILE\n"
+
+
+def parse_config(data: Any, origin: str = "") -> Config:
+    """Validate a decoded document (from a file, the web API or MQTT)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): expected a mapping, got {type(data).__name__}"], origin)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, Config), origin) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``path``; ConfigError lists every problem with its path."""
+    origin = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(["file not found"], origin) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read: {exc}"], origin) from None
+    if not text.strip():
+        # A file we wrote is never empty: this is a truncated write or a mistake.
+        raise ConfigError(["file is empty (truncated?); delete it to start from defaults"], origin)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}not valid YAML: {problem}"], origin) from None
+    return parse_config(data, origin)
+
+
+def dump_config(config: Config) -> str:
+    return HEADER + yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def save_config(path: Path, config: Config) -> None:
+    """Write atomically: a crash leaves either the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(dump_config(config))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # The rename itself must reach the disk too, or a power cut can undo it.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

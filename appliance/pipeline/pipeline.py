@@ -1,0 +1,215 @@
+"""The frame path: stages in a chain, then a fan-out to sinks; a thread for each.
+
+Every hop is a LatestQueue, so a slow stage or sink drops stale frames instead of
+building a backlog. Control changes are queued per worker and applied by that
+worker between two frames, never while a frame is half processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from appliance.frame import Frame
+from appliance.pipeline.queue import LatestQueue
+from appliance.pipeline.stage import Sink, Stage
+from appliance.pipeline.stats import StageStats
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 0.1  # how often an idle worker looks at its control queue and stop flag
+
+
+class _Worker:
+    """A thread that takes frames from ``inbox`` and hands them to ``handle``."""
+
+    def __init__(self, name: str, depth: int) -> None:
+        self.name = name
+        self.inbox: LatestQueue[Frame] = LatestQueue(depth)
+        self.stats = StageStats(name)
+        self.controls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.handle: Callable[[Frame], None] = lambda frame: None
+        self._thread = threading.Thread(target=self._run, name=f"pipeline-{name}", daemon=True)
+        self.failure: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _apply_controls(self) -> None:
+        while True:
+            try:
+                change = self.controls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                change()
+            except Exception:
+                log.exception("%s: control change failed", self.name)
+
+    def _run(self) -> None:
+        try:
+            while not self.inbox.closed:
+                self._apply_controls()
+                frame = self.inbox.get(IDLE_POLL_S)
+                if frame is None:
+                    continue
+                self._apply_controls()
+                self.handle(frame)
+        except BaseException as exc:  # a bug in the loop itself, not in one frame
+            self.failure = exc
+            log.exception("%s: worker died", self.name)
+
+    def stop(self) -> None:
+        self.inbox.close()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+class Pipeline:
+    """Runs ``stages`` in order, then gives each result to every sink.
+
+    A stage that raises on a frame drops that frame and counts an error; the
+    pipeline goes on. ``submit`` is called by the capture thread.
+    """
+
+    def __init__(self, stages: Sequence[Stage], sinks: Sequence[Sink], depth: int = 1) -> None:
+        self.stages = list(stages)
+        self.sinks = list(sinks)
+        self.capture_stats = StageStats("capture")
+        self.output_latency = StageStats("capture_to_output")
+        self._stage_workers = [_Worker(s.name, depth) for s in self.stages]
+        self._sink_workers = [_Worker(s.name, depth) for s in self.sinks]
+        for i, (worker, stage) in enumerate(zip(self._stage_workers, self.stages, strict=True)):
+            worker.handle = self._stage_handler(i, stage, worker)
+        for worker, sink in zip(self._sink_workers, self.sinks, strict=True):
+            worker.handle = self._sink_handler(sink, worker)
+        self._started = False
+
+    # -- frame path ---------------------------------------------------------------
+
+    def submit(self, frame: Frame) -> None:
+        """Entry point for captured frames; a frame still waiting is replaced."""
+        self.capture_stats.record(0.0)
+        if self._stage_workers:
+            worker = self._stage_workers[0]
+            if not worker.inbox.put(frame):
+                worker.stats.drop()
+        else:
+            self._fan_out(frame)
+
+    def _stage_handler(self, index: int, stage: Stage, worker: _Worker) -> Callable[[Frame], None]:
+        def handle(frame: Frame) -> None:
+            start = time.perf_counter()
+            try:
+                result = stage.process(frame)
+            except Exception:
+                worker.stats.error()
+                if worker.stats.errors <= 5 or worker.stats.errors % 100 == 0:
+                    log.exception("%s: frame %d dropped", stage.name, frame.seq)
+                return
+            worker.stats.record(time.perf_counter() - start)
+            if result is None:
+                return
+            if index + 1 < len(self._stage_workers):
+                nxt = self._stage_workers[index + 1]
+                if not nxt.inbox.put(result):
+                    nxt.stats.drop()
+            else:
+                self._fan_out(result)
+
+        return handle
+
+    def _fan_out(self, frame: Frame) -> None:
+        for worker, sink in zip(self._sink_workers, self.sinks, strict=True):
+            if sink.wants_frames() and not worker.inbox.put(frame):
+                worker.stats.drop()
+
+    def _sink_handler(self, sink: Sink, worker: _Worker) -> Callable[[Frame], None]:
+        def handle(frame: Frame) -> None:
+            start = time.perf_counter()
+            try:
+                delivered = sink.consume(frame)
+            except Exception:
+                worker.stats.error()
+                if worker.stats.errors <= 5 or worker.stats.errors % 100 == 0:
+                    log.exception("%s: frame %d dropped", sink.name, frame.seq)
+                return
+            now = time.monotonic()
+            if delivered:
+                worker.stats.record(time.perf_counter() - start)
+                self.output_latency.record(now - frame.t_capture, now)
+
+        return handle
+
+    # -- control ----------------------------------------------------------------------
+
+    def configure(self, config: Any) -> None:
+        """Hand ``config`` to every stage and sink, each applying it between frames."""
+        for worker, part in zip(self._workers(), self._parts(), strict=True):
+            worker.controls.put(partial(part.configure, config))
+
+    def _workers(self) -> list[_Worker]:
+        return [*self._stage_workers, *self._sink_workers]
+
+    def _parts(self) -> list[Stage | Sink]:
+        return [*self.stages, *self.sinks]
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        for worker in self._workers():
+            worker.start()
+        self._started = True
+
+    def stop(self, timeout: float = 1.0) -> list[str]:
+        """Stop every worker; returns the names of those that did not finish in time."""
+        for worker in self._workers():
+            worker.stop()
+        deadline = time.monotonic() + timeout
+        hung = [
+            w.name for w in self._workers() if not w.join(max(0.0, deadline - time.monotonic()))
+        ]
+        for part in self._parts():
+            try:
+                part.close()
+            except Exception:
+                log.exception("%s: close failed", part.name)
+        return hung
+
+    def failure(self) -> str | None:
+        """Why the pipeline cannot go on (a worker died), or None while healthy."""
+        for worker in self._workers():
+            died = worker.failure is not None or (self._started and not worker.alive)
+            if died and not worker.inbox.closed:
+                return f"{worker.name} worker stopped: {worker.failure!r}"
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        stages = {w.name: w.stats.snapshot().to_dict() for w in self._workers()}
+        capture = self.capture_stats.snapshot()
+        latency = self.output_latency.snapshot()
+        dropped = sum(int(s["dropped"]) for s in stages.values())
+        return {
+            "fps": round(latency.fps, 2),
+            "capture_fps": round(capture.fps, 2),
+            "frames_in": capture.processed,
+            "frames_out": latency.processed,
+            "dropped": dropped,
+            "latency": {"p50_ms": round(latency.p50_ms, 3), "p99_ms": round(latency.p99_ms, 3)},
+            "stages": stages,
+        }
+
+    def reset_stats(self) -> None:
+        for s in [self.capture_stats, self.output_latency, *(w.stats for w in self._workers())]:
+            s.reset()

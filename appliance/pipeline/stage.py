@@ -1,0 +1,52 @@
+"""Stages and sinks: small objects the pipeline runs, one thread each."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from appliance.frame import Frame
+
+
+class Stage(abc.ABC):
+    """Transforms a frame. Returning None drops the frame on purpose (not an error)."""
+
+    name: str = "stage"
+
+    @abc.abstractmethod
+    def process(self, frame: Frame) -> Frame | None: ...
+
+    def configure(self, config: Any) -> None:  # noqa: B027 - optional hook, default no-op
+        """Apply a new configuration; called by the stage's own thread between frames."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, default no-op
+        """Release resources; called once after the stage's thread stopped."""
+
+
+class Sink(abc.ABC):
+    """Consumes the pipeline's output (preview, UVC gadget, codec stream, file)."""
+
+    name: str = "sink"
+
+    @abc.abstractmethod
+    def consume(self, frame: Frame) -> bool:
+        """Deliver one frame; False if the sink had nobody to deliver to (idle)."""
+
+    def wants_frames(self) -> bool:
+        """False while nobody watches: the pipeline may then skip work for this sink."""
+        return True
+
+    def configure(self, config: Any) -> None:  # noqa: B027 - optional hook, default no-op
+        """Apply a new configuration between frames."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, default no-op
+        """Release resources."""
+
+
+class Passthrough(Stage):
+    """Does nothing: the baseline that the benchmark measures the frame path with."""
+
+    name = "passthrough"
+
+    def process(self, frame: Frame) -> Frame:
+        return frame

@@ -1,0 +1,1 @@
+"""Bindings to the Linux kernel interfaces the appliance drives directly."""
