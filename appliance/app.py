@@ -107,11 +107,12 @@ class Appliance:
 
     def status(self) -> dict[str, Any]:
         current = self.selector.current
+        problem = self.problem()
         return {
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
-            "healthy": self.problem() is None,
-            "problem": self.problem(),
+            "healthy": problem is None,
+            "problem": problem,
             "capture": {
                 "source": current.uri if current else None,
                 "size": list(current.size) if current else None,

@@ -207,8 +207,10 @@ def _probe_hotplug(root: Path, importer: Importer) -> PartReport:
     if module is None:
         return PartReport("polling", why)
     if not _under(root, "/run/udev/control").exists():
+        # What HotplugMonitor does then: kernel uevents, nodes from devtmpfs.
         return PartReport(
-            "polling", "pyudev is installed but udevd is not running (no /run/udev/control)"
+            "pyudev (kernel uevents)",
+            "udevd is not running (no /run/udev/control): listening to the kernel's own events",
         )
     return PartReport("pyudev", f"pyudev {_version(module)} with udevd running")
 
@@ -306,6 +308,24 @@ def probe(
         temperatures=temperatures,
         thermal_zones_missing=missing,
     )
+
+
+def format_report(report: HardwareReport) -> str:
+    """The report for a person: one line per part, then the temperatures."""
+    state = "detected" if report.board_detected else "NOT detected"
+    lines = [f"board      {report.board} ({state}: {report.board_reason})"]
+    for name in ("capture", "inference", "uvc", "hotplug", "gpu"):
+        part: PartReport = getattr(report, name)
+        lines.append(f"{name:<10} {part.backend} -- {part.reason}")
+        devices = part.details.get("devices")
+        if devices:
+            lines.append(f"{'':<10} devices: {', '.join(devices)}")
+    for t in report.temperatures:
+        value = f"{t.celsius:.1f} °C" if t.celsius is not None else f"unreadable ({t.error})"
+        lines.append(f"{'thermal':<10} {t.type} ({t.zone}): {value}")
+    if report.thermal_zones_missing:
+        lines.append(f"{'thermal':<10} missing: {', '.join(report.thermal_zones_missing)}")
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -554,10 +554,11 @@ def detect_board(
         )
     if re.fullmatch(r"x86_64|amd64|AMD64", machine):
         return generic.with_detection(
-            True, f"no device tree ({compatible_path} absent) on {machine}: development machine"
+            True, f"no device tree ({compatible_path} absent or empty) on {machine}: dev machine"
         )
     return generic.with_detection(
         False,
-        f"no device tree ({compatible_path} absent) on {machine}; using {GENERIC_PROFILE}, "
+        f"no device tree ({compatible_path} absent or empty) on {machine}; "
+        f"using {GENERIC_PROFILE}, "
         "which assumes no GPU, CSI sensor or UDC",
     )

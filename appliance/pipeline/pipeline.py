@@ -40,6 +40,19 @@ class _Worker:
     def start(self) -> None:
         self._thread.start()
 
+    def offer(self, frame: Frame) -> None:
+        """Queue ``frame``; a frame that was still waiting is dropped and counted."""
+        if not self.inbox.put(frame):
+            self.stats.drop()
+
+    def frame_failed(self, frame: Frame) -> None:
+        """Count a frame lost to an exception; log the first few and then every 100th."""
+        self.stats.error()
+        if self.stats.errors <= 5 or self.stats.errors % 100 == 0:
+            log.exception(
+                "%s: frame %d dropped (%d so far)", self.name, frame.seq, self.stats.errors
+            )
+
     def _apply_controls(self) -> None:
         while True:
             try:
@@ -91,7 +104,8 @@ class Pipeline:
         self._stage_workers = [_Worker(s.name, depth) for s in self.stages]
         self._sink_workers = [_Worker(s.name, depth) for s in self.sinks]
         for i, (worker, stage) in enumerate(zip(self._stage_workers, self.stages, strict=True)):
-            worker.handle = self._stage_handler(i, stage, worker)
+            nxt = self._stage_workers[i + 1] if i + 1 < len(self._stage_workers) else None
+            worker.handle = self._stage_handler(stage, worker, nxt)
         for worker, sink in zip(self._sink_workers, self.sinks, strict=True):
             worker.handle = self._sink_handler(sink, worker)
         self._started = False
@@ -102,29 +116,25 @@ class Pipeline:
         """Entry point for captured frames; a frame still waiting is replaced."""
         self.capture_stats.record(0.0)
         if self._stage_workers:
-            worker = self._stage_workers[0]
-            if not worker.inbox.put(frame):
-                worker.stats.drop()
+            self._stage_workers[0].offer(frame)
         else:
             self._fan_out(frame)
 
-    def _stage_handler(self, index: int, stage: Stage, worker: _Worker) -> Callable[[Frame], None]:
+    def _stage_handler(
+        self, stage: Stage, worker: _Worker, nxt: _Worker | None
+    ) -> Callable[[Frame], None]:
         def handle(frame: Frame) -> None:
             start = time.perf_counter()
             try:
                 result = stage.process(frame)
             except Exception:
-                worker.stats.error()
-                if worker.stats.errors <= 5 or worker.stats.errors % 100 == 0:
-                    log.exception("%s: frame %d dropped", stage.name, frame.seq)
+                worker.frame_failed(frame)
                 return
             worker.stats.record(time.perf_counter() - start)
             if result is None:
                 return
-            if index + 1 < len(self._stage_workers):
-                nxt = self._stage_workers[index + 1]
-                if not nxt.inbox.put(result):
-                    nxt.stats.drop()
+            if nxt is not None:
+                nxt.offer(result)
             else:
                 self._fan_out(result)
 
@@ -132,8 +142,8 @@ class Pipeline:
 
     def _fan_out(self, frame: Frame) -> None:
         for worker, sink in zip(self._sink_workers, self.sinks, strict=True):
-            if sink.wants_frames() and not worker.inbox.put(frame):
-                worker.stats.drop()
+            if sink.wants_frames():
+                worker.offer(frame)
 
     def _sink_handler(self, sink: Sink, worker: _Worker) -> Callable[[Frame], None]:
         def handle(frame: Frame) -> None:
@@ -141,9 +151,7 @@ class Pipeline:
             try:
                 delivered = sink.consume(frame)
             except Exception:
-                worker.stats.error()
-                if worker.stats.errors <= 5 or worker.stats.errors % 100 == 0:
-                    log.exception("%s: frame %d dropped", sink.name, frame.seq)
+                worker.frame_failed(frame)
                 return
             now = time.monotonic()
             if delivered:

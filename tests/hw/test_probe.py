@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.hw.probe import probe
+from appliance.hw.probe import format_report, probe
 
 HW_DIR = Path(__file__).resolve().parents[2] / "hw"
 
@@ -106,6 +106,10 @@ def test_jetson_tree(orin_root: Path) -> None:
     assert report.thermal_zones_missing == []
 
     json.dumps(report.to_dict())  # the report is plain data
+    text = format_report(report)
+    assert "board      jetson-orin-nano-devkit (detected:" in text
+    assert "uvc        configfs gadget on 3550000.usb" in text
+    assert "cv0-thermal (thermal_zone3): unreadable" in text
 
 
 def test_jetson_tree_on_jetpack5_udc_name(orin_root: Path) -> None:
@@ -168,10 +172,10 @@ def test_broken_libraries_are_reasons_not_tracebacks(tmp_path: Path) -> None:
     assert "libudev" in report.hotplug.reason
 
 
-def test_pyudev_without_udevd_polls(orin_root: Path) -> None:
+def test_pyudev_without_udevd_uses_kernel_events(orin_root: Path) -> None:
     (orin_root / "run/udev/control").unlink()
     report = probe(orin_root, HW_DIR, importer=_importer({"pyudev": {}}), machine="aarch64")
-    assert report.hotplug.backend == "polling"
+    assert report.hotplug.backend == "pyudev (kernel uevents)"
     assert "/run/udev/control" in report.hotplug.reason
 
 
