@@ -660,3 +660,40 @@ class SyntheticSource(Source):
         if self._scene is None:
             self._scene = _Scene(self._width, self._height, self._key, self.noise)
         return self._scene
+
+
+def contact_sheet(
+    path: str | Path = "/tmp/synthetic_sheet.png",
+    indices: tuple[int, ...] = (0, 37, 90, 167, 300, 500, 700, 1100),
+    width: int = 1280,
+    height: int = 720,
+    seed: int = 0,
+) -> Path:
+    """Write frames, with their truth drawn on, side by side: for eyeballing the source."""
+    source = SyntheticSource(width, height, seed=seed)
+    tiles = []
+    for index in indices:
+        image, truth = source.render(index)
+        for key in ("left_eye", "right_eye", "nose_tip", "mouth_center", "chin"):
+            x, y = truth[key]
+            cv2.drawMarker(image, (round(x), round(y)), (0, 255, 0), cv2.MARKER_CROSS, 8, 1)
+        x0, y0, x1, y1 = (round(v) for v in truth["face_box"])
+        cv2.rectangle(image, (x0, y0), (x1, y1), (0, 255, 255), 1)
+        label = (
+            f"#{index} mouth {truth['mouth_open']:.2f} eyes {truth['eyes_open']:.2f} "
+            f"roll {truth['roll_deg']:+.1f}"
+        )
+        cv2.putText(image, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 255), 2)
+        tiles.append(cv2.resize(image, (640, 640 * height // width), interpolation=cv2.INTER_AREA))
+    if len(tiles) % 2:
+        tiles.append(np.zeros_like(tiles[0]))
+    sheet = np.vstack([np.hstack(tiles[i : i + 2]) for i in range(0, len(tiles), 2)])
+    out = Path(path)
+    cv2.imwrite(str(out), sheet)
+    return out
+
+
+if __name__ == "__main__":  # python -m appliance.capture.synthetic [PATH]
+    import sys
+
+    print(contact_sheet(sys.argv[1]) if len(sys.argv) > 1 else contact_sheet())

@@ -208,9 +208,12 @@ class Pipeline:
         capture = self.capture_stats.snapshot()
         latency = self.output_latency.snapshot()
         dropped = sum(int(s["dropped"]) for s in stages.values())
+        # Throughput of the stages themselves; sinks idle while nobody watches.
+        last = self._stage_workers[-1].stats.snapshot() if self._stage_workers else capture
         return {
-            "fps": round(latency.fps, 2),
+            "fps": round(last.fps, 2),
             "capture_fps": round(capture.fps, 2),
+            "output_fps": round(latency.fps, 2),
             "frames_in": capture.processed,
             "frames_out": latency.processed,
             "dropped": dropped,

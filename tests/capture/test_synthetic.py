@@ -245,3 +245,11 @@ def test_a_face_detector_finds_the_face_where_the_truth_says(source: SyntheticSo
             for b in boxes
         )
     assert found >= 0.8 * tried
+
+
+def test_contact_sheet_is_written(tmp_path: Path) -> None:
+    out = synthetic.contact_sheet(
+        tmp_path / "sheet.png", indices=(0, 37, 90), width=320, height=180
+    )
+    sheet = cv2.imread(str(out))
+    assert sheet is not None and sheet.shape == (2 * 360, 2 * 640, 3)

@@ -67,6 +67,8 @@ def test_status_reports_source_and_stages(served) -> None:  # type: ignore[no-un
     assert status["capture"]["source"].startswith("file://")
     assert status["healthy"] is True
     assert set(status["pipeline"]["stages"]) == {"passthrough", "preview"}
+    # Throughput is reported although nobody watches (the preview sink then idles).
+    assert status["pipeline"]["fps"] > 0 and status["pipeline"]["output_fps"] == 0
 
 
 def test_mjpeg_stream_delivers_decodable_frames(served) -> None:  # type: ignore[no-untyped-def]
