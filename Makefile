@@ -29,9 +29,6 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	touch $(STAMP)
 
-# Tools the tests run for real (systemd-analyze checks the unit files).
+# Debian packages the tests run for real (systemd-analyze, QEMU for the VM tests).
 system-deps:
-	@command -v systemd-analyze >/dev/null || { \
-	  echo "installing systemd (for systemd-analyze)"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq systemd; }
+	@sh tests/system-deps.sh

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import time
 from typing import Any
 
@@ -13,14 +15,33 @@ from appliance.capture.hotplug import HotplugMonitor
 from appliance.capture.loop import CaptureLoop
 from appliance.capture.selector import SourceSelector
 from appliance.capture.uri import open_source
-from appliance.config import Config, ConfigManager
+from appliance.config import Config, ConfigError, ConfigManager
 from appliance.logs import set_level
 from appliance.output.preview import JpegHub, PreviewSink
 from appliance.pipeline import Passthrough, Pipeline
 
 log = logging.getLogger(__name__)
 
-STALL_S = 5.0  # no frame captured for this long: unhealthy, the watchdog stops pinging
+STALL_S = 5.0  # no frame captured for this long (or 3 frame periods): reported as a problem
+# A thread stuck this long is hung: the watchdog stops pinging and systemd restarts us.
+# Generous, because opening a camera or loading a model legitimately takes seconds.
+HANG_S = 10.0
+
+
+def check_web_address(old: Config, new: Config) -> None:
+    """Refuse a web address this machine cannot listen on, before it is saved: found out
+    only at the next boot, it would leave the camera without its page."""
+    address = (new.web.bind, new.web.port)
+    if not new.web.enabled or address == (old.web.bind, old.web.port):
+        return
+    family = socket.AF_INET6 if ":" in new.web.bind else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        reason = f"web: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
+        raise ConfigError([reason]) from None
 
 
 class Appliance:
@@ -43,8 +64,10 @@ class Appliance:
         if web and cfg.web.enabled:
             from appliance.web import WebServer, create_app
 
-            self.web = WebServer(create_app(self), cfg.web.bind, cfg.web.port)
+            loopback = ipaddress.ip_address(cfg.web.bind).is_loopback
+            self.web = WebServer(create_app(self, loopback), cfg.web.bind, cfg.web.port)
         self.started_at = 0.0
+        config.add_check(check_web_address)
         config.subscribe(self._apply_config)
 
     # -- wiring ---------------------------------------------------------------------
@@ -59,8 +82,8 @@ class Appliance:
     def _apply_config(self, old: Config, new: Config) -> None:
         self.pipeline.configure(new)
         if new.source != old.source:
-            # A configured source replaces a --source override given at start.
-            self._source_override = None
+            if (new.source.uri, new.source.fallback) != (old.source.uri, old.source.fallback):
+                self._source_override = None  # a newly chosen source replaces --source
             self.capture.control(lambda: self.selector.reset(self._candidates(new)))
         if new.logging != old.logging:
             set_level(new.logging.level)
@@ -83,6 +106,7 @@ class Appliance:
         """Stop everything in reverse order; returns the parts that did not stop in time."""
         deadline = time.monotonic() + timeout
         hung = []
+        self.hub.close()  # ends MJPEG streams now, so their threads do not outlive us
         if self.web is not None and not self.web.stop(max(0.1, deadline - time.monotonic())):
             hung.append("web")
         self.hotplug.stop()
@@ -93,16 +117,34 @@ class Appliance:
 
     # -- health and status ----------------------------------------------------------
 
-    def problem(self) -> str | None:
-        """Why the daemon is not working, or None. Drives the systemd watchdog."""
-        if self.capture.failure is not None or not self.capture.alive:
+    def fatal(self) -> str | None:
+        """A part died: the daemon cannot go on and exits for systemd to restart it."""
+        if self.capture.failure is not None or (self.started_at and not self.capture.alive):
             return f"capture thread stopped: {self.capture.failure!r}"
-        failure = self.pipeline.failure()
-        if failure:
-            return failure
+        return self.pipeline.failure()
+
+    def hung(self) -> str | None:
+        """A thread stuck mid-work: the watchdog stops pinging so systemd restarts us."""
+        if time.monotonic() - self.capture.heartbeat > HANG_S:
+            return f"capture thread stuck for {time.monotonic() - self.capture.heartbeat:.0f} s"
+        return self.pipeline.stuck(HANG_S)
+
+    def problem(self) -> str | None:
+        """Why the daemon is not doing its job, or None (shown in status, not fatal).
+
+        No camera at all is a problem to report, not a reason to restart: the capture
+        thread keeps looking and a plugged camera is picked up.
+        """
+        trouble = self.fatal() or self.hung()
+        if trouble:
+            return trouble
+        current = self.selector.current
+        fps = current.fps if current is not None else 1.0
         last = self.capture.last_frame_at or self.started_at
-        if time.monotonic() - last > STALL_S:
-            return f"no frame for {time.monotonic() - last:.0f} s ({self.selector.last_error})"
+        idle = time.monotonic() - last
+        if idle > max(STALL_S, 3.0 / max(fps, 0.01)):
+            why = f": {self.selector.last_error}" if self.selector.last_error else ""
+            return f"no frame for {idle:.0f} s{why}"
         return None
 
     def status(self) -> dict[str, Any]:

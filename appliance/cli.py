@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    # Until the daemon's handlers are in place, a SIGHUP (reload) must not kill it.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from appliance import daemon
     from appliance.capture.uri import parse_source_uri
     from appliance.config import ConfigError
@@ -68,7 +72,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             parse_source_uri(args.source)
         except ValueError as exc:
             print(f"appliance run: --source: {exc}", file=sys.stderr)
-            return 2
+            return daemon.EXIT_CONFIG
     try:
         manager = daemon.load_manager(args.config)
     except ConfigError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import threading
@@ -10,7 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from appliance.app import Appliance
-from appliance.config import ConfigError, ConfigManager
+from appliance.config import Config, ConfigError, ConfigManager, load_config
 from appliance.platform import sdnotify
 
 log = logging.getLogger(__name__)
@@ -19,9 +20,11 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 78  # sysexits EX_CONFIG: systemd's RestartPreventExitStatus stops a restart loop
 STATUS_EVERY_S = 5.0
+# Errors that a restart cannot fix: the configured address or port is not ours to use.
+PERMANENT_ERRNOS = {errno.EACCES, errno.EADDRNOTAVAIL}
 
 
-class _Signals:
+class Signals:
     """SIGTERM/SIGINT stop the daemon; SIGHUP re-reads the config file."""
 
     def __init__(self) -> None:
@@ -45,29 +48,35 @@ class _Signals:
 
 
 def run(manager: ConfigManager, source: str | None = None) -> int:
-    signals = _Signals()
+    signals = Signals()
     signals.install()
     try:
         app = Appliance(manager, source=source)
-    except OSError as exc:  # typically the web port is taken
+    except OSError as exc:  # typically the web port: taken, privileged or not ours
         log.error("cannot start: %s", exc)
-        return EXIT_FAILURE
-    app.start()
-    if app.web is not None:
-        log.info("live picture at %s", app.web.url)
-    sdnotify.notify("READY=1\nSTATUS=starting")
-    code = _supervise(app, manager, signals)
-    sdnotify.notify("STOPPING=1")
-    hung = app.stop()
-    if hung:
-        log.error("did not stop in time: %s", ", ".join(hung))
-        return EXIT_FAILURE
-    log.info("stopped")
+        return EXIT_CONFIG if exc.errno in PERMANENT_ERRNOS else EXIT_FAILURE
+    code = EXIT_FAILURE
+    try:
+        app.start()
+        if app.web is not None:
+            log.info("live picture at %s", app.web.url)
+        sdnotify.notify("READY=1\nSTATUS=starting")
+        code = _supervise(app, manager, signals)
+    except Exception:
+        log.exception("fatal error in the main loop")
+    finally:
+        sdnotify.notify("STOPPING=1")
+        stuck = app.stop()
+        if stuck:
+            log.error("did not stop in time: %s", ", ".join(stuck))
+            code = EXIT_FAILURE
+        else:
+            log.info("stopped")
     return code
 
 
-def _supervise(app: Appliance, manager: ConfigManager, signals: _Signals) -> int:
-    """Main thread: ping the watchdog while healthy; a dead worker is fatal."""
+def _supervise(app: Appliance, manager: ConfigManager, signals: Signals) -> int:
+    """Main thread: ping the watchdog unless a thread hangs; a dead part is fatal."""
     ping = sdnotify.watchdog_interval()
     tick = min(ping or 1.0, 1.0)
     next_status = 0.0
@@ -79,19 +88,28 @@ def _supervise(app: Appliance, manager: ConfigManager, signals: _Signals) -> int
             _reload(manager)
         if signals.stop.is_set():
             return EXIT_OK
-        problem = app.problem()
-        fatal = app.capture.failure is not None or app.pipeline.failure() is not None
+        fatal = app.fatal()
         if fatal:
-            log.critical("fatal: %s", problem)
+            log.critical("fatal: %s", fatal)
             return EXIT_FAILURE
-        if problem is None and ping is not None:
+        hung = app.hung()
+        if hung is None and ping is not None:
             sdnotify.notify("WATCHDOG=1")
+        elif hung is not None:
+            log.error("hung: %s; not pinging the watchdog", hung)
         now = time.monotonic()
         if now >= next_status:
             next_status = now + STATUS_EVERY_S
-            stats = app.pipeline.stats()
-            text = problem or f"{stats['fps']:.1f} fps from {app.status()['capture']['source']}"
-            sdnotify.notify(f"STATUS={text}")
+            sdnotify.notify(f"STATUS={_status_line(app)}")
+
+
+def _status_line(app: Appliance) -> str:
+    problem = app.problem()
+    if problem:
+        return problem
+    current = app.selector.current
+    source = current.uri if current is not None else "no source"
+    return f"{app.pipeline.stats()['fps']:.1f} fps from {source}"
 
 
 def _reload(manager: ConfigManager) -> None:
@@ -106,8 +124,6 @@ def _reload(manager: ConfigManager) -> None:
 
 def load_manager(path: Path | None) -> ConfigManager:
     """The config manager for ``--config``: a missing file starts from the defaults."""
-    from appliance.config import Config, load_config
-
     if path is None:
         return ConfigManager(Config())
     if not path.exists():

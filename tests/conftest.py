@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,9 @@ def usb_bus() -> FakeUsbBus:
     return FakeUsbBus()
 
 
-def wait_until(predicate, timeout: float = 2.0, interval: float = 0.01) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 2.0, interval: float = 0.01
+) -> bool:
     """Poll ``predicate`` until true or ``timeout``; returns its last value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

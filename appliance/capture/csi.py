@@ -31,7 +31,10 @@ class CSISource(Source):
 
     The captured ``cudaImage`` lives in memory mapped for both CPU and GPU, so
     ``cudaToNumpy`` is a view, not a copy; the image is also kept in
-    ``frame.meta["cuda"]`` so GPU stages can consume it without a round trip.
+    ``frame.meta["cuda"]`` so GPU stages can consume it without a round trip. That
+    buffer belongs to videoSource's ring (a few frames deep): a stage must use it
+    before the capture thread has gone round the ring, i.e. within the frame it got
+    it with; ``frame.image`` (converted to BGR) is an independent copy.
     """
 
     def __init__(
@@ -59,6 +62,10 @@ class CSISource(Source):
         try:
             image = self._source.Capture(format="rgb8", timeout=int(timeout * 1000))
         except Exception as exc:
+            # jetson-utils before the TIMEOUT status raised on a plain timeout (Argus
+            # takes a while to deliver its first frame): only a stopped stream is a loss.
+            if self._source.IsStreaming():
+                return None
             raise SourceError(f"{self.uri}: capture failed: {exc}") from exc
         if image is None:
             if not self._source.IsStreaming():

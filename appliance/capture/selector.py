@@ -4,6 +4,9 @@ Candidates are ranked (for ``auto``: CSI sensor, then USB cameras, then the
 fallbacks). The selector runs the best candidate that opens; when it fails or is
 unplugged it falls to the next one, and when a better one reappears (a hot-plug
 event, or the periodic re-check where udev is not available) it climbs back.
+
+The capture thread owns ``current``; the hot-plug thread only reports events, which
+the capture thread acts on between two reads.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ Candidates = Callable[[], list[str]]
 
 RETRY_S = 2.0  # a failed candidate is not retried sooner, unless a device event says so
 # CSI sensors are not hot-pluggable, and opening Argus for a missing sensor takes
-# seconds: once failed, they are tried again only after a reconfiguration.
-NOT_RETRIED = ("csi://",)
+# seconds: one that fails to *open* is tried again only after a reconfiguration.
+NOT_REOPENED = ("csi://",)
 
 
 class SourceSelector:
@@ -38,11 +41,12 @@ class SourceSelector:
         self._factory = factory
         self._retry_s = retry_s
         self._clock = clock
+        self._lock = threading.Lock()  # guards the three fields below
         self._failed_at: dict[str, float] = {}
-        self._last_check = clock()
+        self._never_again: set[str] = set()
+        self._removed: set[str] = set()  # device nodes udev reported gone
         self._devices_changed = threading.Event()
-        self._removed: str | None = None  # device node reported gone by udev
-        self._lock = threading.Lock()
+        self._last_check = clock()
         self.current: Source | None = None
         self.switches = 0
         self.last_error = ""
@@ -51,8 +55,9 @@ class SourceSelector:
 
     def ensure(self) -> Source:
         """The running source, opening the best available one if there is none."""
-        removed, self._removed = self._removed, None
-        if removed and self.current is not None and self.current.uri.endswith(removed):
+        with self._lock:
+            removed, self._removed = self._removed, set()
+        if self.current is not None and any(self.current.uri.endswith(p) for p in removed):
             self.fail("device removed")
         if self.current is None:
             self.current = self._open_best(self._candidates())
@@ -67,7 +72,7 @@ class SourceSelector:
         self.last_error = f"{uri}: {reason}"
         log.warning("source %s failed (%s); falling back", uri, reason)
         self._close_current()
-        self._failed_at[uri] = self._clock()
+        self._mark_failed(uri)
 
     def maybe_upgrade(self) -> bool:
         """Switch to a better-ranked candidate if one has become available."""
@@ -97,7 +102,9 @@ class SourceSelector:
     def reset(self, candidates: Candidates) -> None:
         """New configuration: forget failures and choose again from ``candidates``."""
         self._candidates = candidates
-        self._failed_at.clear()
+        with self._lock:
+            self._failed_at.clear()
+            self._never_again.clear()
         self._close_current()
 
     def close(self) -> None:
@@ -111,22 +118,31 @@ class SourceSelector:
         self._devices_changed.set()
 
     def device_removed(self, path: str) -> None:
-        self._removed = path
+        # A USB camera goes as two nodes (video + metadata): keep every one reported.
+        with self._lock:
+            self._removed.add(path)
         self._devices_changed.set()
 
     # -- internals -------------------------------------------------------------------
 
+    def _mark_failed(self, uri: str, opening: bool = False) -> None:
+        with self._lock:
+            self._failed_at[uri] = self._clock()
+            if opening and uri.startswith(NOT_REOPENED):
+                self._never_again.add(uri)
+
     def _may_try(self, uri: str, now: float) -> bool:
         with self._lock:
+            if uri in self._never_again:
+                return False
             failed = self._failed_at.get(uri)
-        if failed is None:
-            return True
-        return not uri.startswith(NOT_RETRIED) and now - failed >= self._retry_s
+        return failed is None or now - failed >= self._retry_s
 
     def _open_best(self, candidates: list[str]) -> Source:
         reasons = []
         now = self._clock()
         for uri in candidates:
+            # The last candidate is the last resort: always worth another try.
             if not self._may_try(uri, now) and uri != candidates[-1]:
                 reasons.append(f"{uri}: failed recently")
                 continue
@@ -134,12 +150,13 @@ class SourceSelector:
                 source = self._factory(uri)
                 source.open()
             except (SourceError, ValueError, OSError) as exc:
-                self._failed_at[uri] = self._clock()
+                self._mark_failed(uri, opening=True)
                 reasons.append(f"{uri}: {exc}")
                 log.debug("cannot open %s: %s", uri, exc)
                 continue
             log.info("capturing from %s (%dx%d @ %.3g fps)", uri, *source.size, source.fps)
-            self._failed_at.pop(uri, None)
+            with self._lock:
+                self._failed_at.pop(uri, None)
             return source
         raise SourceError("no source could be opened: " + "; ".join(reasons))
 

@@ -51,10 +51,19 @@ class ConfigManager:
 
     def __init__(self, config: Config, path: Path | None = None) -> None:
         self._config = config
+        self._booted = config  # what the restart-only fields were started with
         self.path = path
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
-        self.pending_restart: set[str] = set()
+        self._checks: list[Listener] = []
+
+    @property
+    def pending_restart(self) -> set[str]:
+        """Restart-only fields whose value differs from the one the daemon started with."""
+        return self._restart_only(changed_paths(self._booted, self._config))
+
+    def _restart_only(self, paths: set[str]) -> set[str]:
+        return {p for p in paths if any(p.startswith(r) for r in self.RESTART_FIELDS)}
 
     @property
     def config(self) -> Config:
@@ -62,6 +71,10 @@ class ConfigManager:
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def add_check(self, check: Listener) -> None:
+        """A check a new config must pass beyond the schema (raises ConfigError)."""
+        self._checks.append(check)
 
     def update(self, patch: dict[str, Any], origin: str = "api") -> tuple[Config, set[str]]:
         """Apply a partial change; returns the new config and the paths that need a restart."""
@@ -92,11 +105,12 @@ class ConfigManager:
         changed = changed_paths(old, new)
         if not changed:
             return old, set()
+        for check in self._checks:
+            check(old, new)
         if persist and self.path is not None:
             save_config(self.path, new)
         self._config = new
-        needs_restart = {p for p in changed if any(p.startswith(r) for r in self.RESTART_FIELDS)}
-        self.pending_restart |= needs_restart
+        needs_restart = self._restart_only(changed)
         log.info("config changed by %s: %s", origin, ", ".join(sorted(changed)))
         if needs_restart:
             log.warning("takes effect after a restart: %s", ", ".join(sorted(needs_restart)))

@@ -19,12 +19,16 @@ RESTART: JsonDict = {"restart": True}
 
 class Section(BaseModel):
     # Unknown keys are errors: a typo must never be silently ignored on a camera.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+    # Strict: `port: yes` is a mistake, not 1 (ints still pass where floats are asked).
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, validate_assignment=True, frozen=True
+    )
 
 
 def _check_source_uri(uri: str) -> str:
-    parse_source_uri(uri)  # raises ValueError with the accepted forms
-    return uri
+    # One spelling per source (/dev/video0 -> v4l2:///dev/video0), so the selector can
+    # recognise the running source among its candidates.
+    return parse_source_uri(uri).uri  # raises ValueError with the accepted forms
 
 
 SourceUri = Annotated[str, AfterValidator(_check_source_uri)]

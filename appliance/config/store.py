@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -12,6 +13,8 @@ from pydantic import ValidationError
 
 from appliance.config.errors import ConfigError, describe
 from appliance.config.schema import Config
+
+log = logging.getLogger(__name__)
 
 HEADER = "# Camera configuration. Validate with: appliance check-config FILE\n"
 
@@ -42,6 +45,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError(["file is empty (truncated?); delete it to start from defaults"], origin)
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(["nested too deeply to be a configuration"], origin) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -68,9 +73,14 @@ def save_config(path: Path, config: Config) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    # The rename itself must reach the disk too, or a power cut can undo it.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    # The rename itself must reach the disk too, or a power cut can undo it. The new
+    # file is in place by now, so a failure here is reported, not raised: raising
+    # would tell the caller "not saved" about a file that is already there.
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        log.warning("%s saved, but syncing its directory failed: %s", path, exc)

@@ -36,6 +36,7 @@ class _Worker:
         self.handle: Callable[[Frame], None] = lambda frame: None
         self._thread = threading.Thread(target=self._run, name=f"pipeline-{name}", daemon=True)
         self.failure: BaseException | None = None
+        self.busy_since: float | None = None  # when the frame in hand was taken
 
     def start(self) -> None:
         self._thread.start()
@@ -72,7 +73,9 @@ class _Worker:
                 if frame is None:
                     continue
                 self._apply_controls()
+                self.busy_since = time.monotonic()
                 self.handle(frame)
+                self.busy_since = None
         except BaseException as exc:  # a bug in the loop itself, not in one frame
             self.failure = exc
             log.exception("%s: worker died", self.name)
@@ -185,10 +188,11 @@ class Pipeline:
         for worker in self._workers():
             worker.stop()
         deadline = time.monotonic() + timeout
-        hung = [
-            w.name for w in self._workers() if not w.join(max(0.0, deadline - time.monotonic()))
-        ]
-        for part in self._parts():
+        hung = []
+        for worker, part in zip(self._workers(), self._parts(), strict=True):
+            if not worker.join(max(0.0, deadline - time.monotonic())):
+                hung.append(worker.name)
+                continue  # still inside process(): closing it under its feet could crash
             try:
                 part.close()
             except Exception:
@@ -201,6 +205,15 @@ class Pipeline:
             died = worker.failure is not None or (self._started and not worker.alive)
             if died and not worker.inbox.closed:
                 return f"{worker.name} worker stopped: {worker.failure!r}"
+        return None
+
+    def stuck(self, limit_s: float) -> str | None:
+        """A worker that has been on one frame for more than ``limit_s``, or None."""
+        now = time.monotonic()
+        for worker in self._workers():
+            since = worker.busy_since
+            if since is not None and now - since > limit_s:
+                return f"{worker.name} has been on one frame for {now - since:.0f} s"
         return None
 
     def stats(self) -> dict[str, Any]:

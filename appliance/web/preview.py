@@ -14,6 +14,8 @@ preview = Blueprint("preview", __name__)
 BOUNDARY = "frame"
 # A streaming client wakes this often with no new frame, so it notices shutdown.
 POLL_S = 0.5
+# Each stream holds a thread and an encoder's attention: a handful of viewers at most.
+MAX_STREAMS = 8
 
 
 def _daemon() -> DaemonView:
@@ -28,6 +30,8 @@ def index() -> str:
 @preview.get("/stream.mjpg")
 def stream() -> Response:
     hub = _daemon().hub
+    if hub.clients >= MAX_STREAMS:
+        return Response("too many viewers\n", status=503, mimetype="text/plain")
 
     def parts() -> Iterator[bytes]:
         hub.attach()

@@ -7,9 +7,14 @@ import socket
 import threading
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 log = logging.getLogger(__name__)
+
+
+class _Handler(WSGIRequestHandler):
+    # A client that connects and then says nothing must not hold a thread forever.
+    timeout = 10
 
 
 class WebServer:
@@ -23,7 +28,7 @@ class WebServer:
             raise OSError(f"web server on {host}:{port}: {exc.strerror}") from None
         with sock:
             self._server: BaseWSGIServer = make_server(
-                host, port, app, threaded=True, fd=sock.fileno()
+                host, port, app, threaded=True, fd=sock.fileno(), request_handler=_Handler
             )
         self._thread = threading.Thread(target=self._server.serve_forever, name="web", daemon=True)
 
@@ -41,7 +46,8 @@ class WebServer:
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> bool:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, forever if never run
+            self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout)
         return not self._thread.is_alive()

@@ -52,7 +52,7 @@ def rig(usb_bus: FakeUsbBus) -> Iterator[Rig]:
     assert loop.failure is None
 
 
-def test_unplug_falls_back_within_a_second_and_replug_returns(rig) -> None:  # type: ignore[no-untyped-def]
+def test_unplug_falls_back_within_a_second_and_replug_returns(rig: Rig) -> None:
     bus, selector, monitor, recorder = rig
     assert wait_until(lambda: recorder.source_at_end() == f"v4l2://{CAM}")
 
@@ -72,7 +72,7 @@ def test_unplug_falls_back_within_a_second_and_replug_returns(rig) -> None:  # t
     assert selector.switches == 3
 
 
-def test_unplug_without_udev_is_caught_by_the_read_error(rig) -> None:  # type: ignore[no-untyped-def]
+def test_unplug_without_udev_is_caught_by_the_read_error(rig: Rig) -> None:
     bus, _, _, recorder = rig
     assert wait_until(lambda: recorder.source_at_end() == f"v4l2://{CAM}")
     unplugged = time.monotonic()
@@ -100,7 +100,7 @@ def test_replug_without_udev_is_found_by_the_periodic_recheck(usb_bus: FakeUsbBu
         assert loop.stop(1.0)
 
 
-def test_events_for_other_devices_do_not_disturb_the_stream(rig) -> None:  # type: ignore[no-untyped-def]
+def test_events_for_other_devices_do_not_disturb_the_stream(rig: Rig) -> None:
     _, selector, monitor, recorder = rig
     assert wait_until(lambda: recorder.source_at_end() == f"v4l2://{CAM}")
     monitor.handle("remove", "/dev/video9")
@@ -128,3 +128,42 @@ def test_no_source_at_all_keeps_retrying_without_crashing(usb_bus: FakeUsbBus) -
         assert wait_until(lambda: recorder.source_at_end() == f"v4l2://{CAM}", timeout=2.5)
     finally:
         assert loop.stop(1.5)
+
+
+class WedgedCamera(FakeCamera):
+    """Opens fine, then never delivers a frame (a hung UVC camera whose node stays)."""
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        time.sleep(timeout)
+        return None
+
+
+def test_a_camera_that_stops_delivering_is_abandoned(usb_bus: FakeUsbBus) -> None:
+    usb_bus.plug(CAM)
+    usb_bus.plug(FALLBACK)
+
+    def factory(uri: str) -> Source:
+        path = uri.removeprefix("v4l2://")
+        kind = WedgedCamera if path == CAM else FakeCamera
+        return kind(usb_bus, path, level=1)
+
+    selector = SourceSelector(lambda: [f"v4l2://{CAM}", f"v4l2://{FALLBACK}"], factory, retry_s=60)
+    recorder = Recorder()
+    loop = CaptureLoop(selector, recorder)
+    started = time.monotonic()
+    loop.start()
+    try:
+        assert wait_until(lambda: recorder.source_at_end() == f"v4l2://{FALLBACK}", timeout=4.0)
+        assert recorder.frames[0][0] - started < 3.0
+        assert "no frame for" in selector.last_error
+    finally:
+        assert loop.stop(1.0)
+
+
+def test_udev_reporting_both_nodes_of_a_camera_still_counts_as_unplug(rig: Rig) -> None:
+    _, selector, monitor, recorder = rig
+    assert wait_until(lambda: recorder.source_at_end() == f"v4l2://{CAM}")
+    monitor.handle("remove", CAM)  # the video node ...
+    monitor.handle("remove", "/dev/video5")  # ... and its metadata node, at once
+    assert wait_until(lambda: recorder.source_at_end() == f"v4l2://{FALLBACK}", timeout=1.0)
+    assert "device removed" in selector.last_error

@@ -144,3 +144,47 @@ class TestManager:
         path.write_text("source:\n  uri: synthetic://\n  fps: 15\n")
         config, _ = manager.reload()
         assert config.source.fps == 15
+
+
+def test_wrong_types_are_not_coerced() -> None:
+    errors = errors_of({"web": {"port": True, "enabled": "yes"}, "source": {"fps": "30"}})
+    assert len(errors) == 3, errors
+    assert parse_config({"source": {"fps": 25}}).source.fps == 25.0  # an int is a fine float
+
+
+def test_non_finite_numbers_are_refused() -> None:
+    (error,) = errors_of({"source": {"fps": float("nan")}})
+    assert error.startswith("source.fps: ") and "finite" in error
+
+
+def test_source_uris_are_stored_in_one_spelling() -> None:
+    config = parse_config({"source": {"uri": " /dev/video0", "fallback": ["/dev/video1"]}})
+    assert config.source.uri == "v4l2:///dev/video0"
+    assert config.source.fallback == ["v4l2:///dev/video1"]
+
+
+def test_a_deeply_nested_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(write(tmp_path, "a: " + "[" * 100_000))
+
+
+def test_pending_restart_follows_the_value_back() -> None:
+    manager = ConfigManager(Config())
+    manager.update({"web": {"port": 9000}})
+    assert manager.pending_restart == {"web.port"}
+    manager.update({"web": {"port": 8080}})
+    assert manager.pending_restart == set()
+
+
+def test_a_failing_check_refuses_the_change_and_saves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    manager = ConfigManager(Config(), path)
+
+    def no_port_80(old: Config, new: Config) -> None:
+        if new.web.port == 80:
+            raise ConfigError(["web.port: port 80 needs privileges this daemon does not have"])
+
+    manager.add_check(no_port_80)
+    with pytest.raises(ConfigError, match="privileges"):
+        manager.update({"web": {"port": 80}})
+    assert manager.config == Config() and not path.exists()

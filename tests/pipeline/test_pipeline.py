@@ -124,3 +124,33 @@ def test_stop_joins_every_worker_quickly() -> None:
     assert pipe.stop(timeout=1.0) == []
     assert time.monotonic() - start < 0.5
     assert not [t for t in threading.enumerate() if t.name.startswith("pipeline-")]
+
+
+class Wedged(Stage):
+    name = "wedged"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.closed = False
+
+    def process(self, f: Frame) -> Frame:
+        self.release.wait(5.0)
+        return f
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_stage_stuck_on_a_frame_is_reported_and_not_closed_under_its_feet() -> None:
+    stage = Wedged()
+    pipe = Pipeline([stage], [Collect()])
+    pipe.start()
+    try:
+        pipe.submit(frame(1))
+        assert wait_until(lambda: pipe.stuck(0.1) is not None, timeout=2.0)
+        assert "wedged" in (pipe.stuck(0.1) or "")
+        assert pipe.stop(timeout=0.2) == ["wedged"]
+        assert not stage.closed
+    finally:
+        stage.release.set()
+    assert wait_until(lambda: pipe.stuck(0.1) is None)

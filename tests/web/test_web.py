@@ -5,6 +5,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,8 +26,11 @@ def still(tmp_path: Path) -> Path:
     return path
 
 
+Served = tuple[Appliance, str]
+
+
 @pytest.fixture
-def served(tmp_path: Path, still: Path) -> Iterator[tuple[Appliance, str]]:
+def served(tmp_path: Path, still: Path) -> Iterator[Served]:
     config = parse_config({"source": {"uri": f"file://{still}", "fallback": []}})
     manager = ConfigManager(config, tmp_path / "config.yaml")
     app = Appliance(manager, web=False)
@@ -46,7 +50,7 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes, str]:
         return err.code, err.read(), err.headers.get("Content-Type", "")
 
 
-def send(url: str, method: str, body: object) -> tuple[int, dict]:  # type: ignore[type-arg]
+def send(url: str, method: str, body: object) -> tuple[int, Any]:
     data = json.dumps(body).encode() if not isinstance(body, bytes) else body
     request = urllib.request.Request(
         url, data=data, method=method, headers={"Content-Type": "application/json"}
@@ -58,7 +62,7 @@ def send(url: str, method: str, body: object) -> tuple[int, dict]:  # type: igno
         return err.code, json.loads(err.read())
 
 
-def test_status_reports_source_and_stages(served) -> None:  # type: ignore[no-untyped-def]
+def test_status_reports_source_and_stages(served: Served) -> None:
     app, base = served
     assert wait_until(lambda: app.pipeline.stats()["frames_in"] > 3)
     code, body, kind = get(f"{base}/api/status")
@@ -71,7 +75,7 @@ def test_status_reports_source_and_stages(served) -> None:  # type: ignore[no-un
     assert status["pipeline"]["fps"] > 0 and status["pipeline"]["output_fps"] == 0
 
 
-def test_mjpeg_stream_delivers_decodable_frames(served) -> None:  # type: ignore[no-untyped-def]
+def test_mjpeg_stream_delivers_decodable_frames(served: Served) -> None:
     _, base = served
     with urllib.request.urlopen(f"{base}/stream.mjpg", timeout=5.0) as response:
         assert response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
@@ -91,20 +95,20 @@ def test_mjpeg_stream_delivers_decodable_frames(served) -> None:  # type: ignore
         assert image[60, 120, 2] > 200 and image[60, 20].max() < 40  # the picture, not noise
 
 
-def test_snapshot_without_any_viewer(served) -> None:  # type: ignore[no-untyped-def]
+def test_snapshot_without_any_viewer(served: Served) -> None:
     _, base = served
     code, body, kind = get(f"{base}/snapshot.jpg")
     assert code == 200 and kind == "image/jpeg"
     assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
 
 
-def test_page_embeds_the_stream(served) -> None:  # type: ignore[no-untyped-def]
+def test_page_embeds_the_stream(served: Served) -> None:
     _, base = served
     code, body, _ = get(base + "/")
     assert code == 200 and b'src="stream.mjpg"' in body
 
 
-def test_valid_change_is_applied_live_and_saved(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_valid_change_is_applied_live_and_saved(served: Served, tmp_path: Path) -> None:
     app, base = served
     code, body = send(f"{base}/api/config", "PATCH", {"web": {"jpeg_quality": 33, "port": 9999}})
     assert code == 200
@@ -114,7 +118,9 @@ def test_valid_change_is_applied_live_and_saved(served, tmp_path: Path) -> None:
     assert "jpeg_quality: 33" in (tmp_path / "config.yaml").read_text()
 
 
-def test_invalid_change_is_refused_with_paths_and_nothing_changes(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_change_is_refused_with_paths_and_nothing_changes(
+    served: Served, tmp_path: Path
+) -> None:
     app, base = served
     before = app.config.config
     code, body = send(f"{base}/api/config", "PATCH", {"web": {"jpeg_quality": 0}, "bogus": 1})
@@ -127,7 +133,9 @@ def test_invalid_change_is_refused_with_paths_and_nothing_changes(served, tmp_pa
     assert not (tmp_path / "config.yaml").exists()
 
 
-def test_changing_the_source_switches_capture_between_frames(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_changing_the_source_switches_capture_between_frames(
+    served: Served, tmp_path: Path
+) -> None:
     app, base = served
     other = tmp_path / "other.png"
     cv2.imwrite(str(other), np.full((50, 70, 3), 255, np.uint8))
@@ -135,3 +143,46 @@ def test_changing_the_source_switches_capture_between_frames(served, tmp_path: P
     assert code == 200
     assert wait_until(lambda: app.status()["capture"]["source"] == f"file://{other}")
     assert wait_until(lambda: app.status()["capture"]["size"] == [70, 50])
+
+
+def test_oversized_and_pathological_bodies_get_json_errors(served: Served) -> None:
+    app, base = served
+    before = app.config.config
+    code, body = send(f"{base}/api/config", "PATCH", b"[" * 100_000 + b"]" * 100_000)
+    assert code == 413 and body["errors"]
+    code, body = send(f"{base}/api/config", "PATCH", b"[" * 30_000)
+    assert code == 400 and body["errors"][0].startswith("body: ")
+    code, body = send(f"{base}/api/config", "PATCH", [1, 2])
+    assert code == 400 and "expected a mapping" in body["errors"][0]
+    assert app.config.config == before
+
+
+def test_unknown_api_paths_answer_json(served: Served) -> None:
+    _, base = served
+    code, body, kind = get(f"{base}/api/nope")
+    assert code == 404 and kind == "application/json" and json.loads(body)["errors"]
+
+
+def test_foreign_host_names_are_refused_on_loopback(served: Served) -> None:
+    _, base = served
+    request = urllib.request.Request(f"{base}/api/config", headers={"Host": "evil.example:80"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=5.0)
+    assert info.value.code == 403
+
+
+def test_a_web_address_this_machine_cannot_use_is_refused_before_saving(
+    served: Served, tmp_path: Path
+) -> None:
+    app, base = served
+    code, body = send(f"{base}/api/config", "PATCH", {"web": {"bind": "192.0.2.1"}})
+    assert code == 400
+    assert body["errors"][0].startswith("web: cannot listen on 192.0.2.1:8080")
+    assert app.config.config.web.bind == "127.0.0.1"
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_responses_say_whether_changes_survive_a_restart(served: Served) -> None:
+    _, base = served
+    code, body = send(f"{base}/api/config", "PATCH", {"web": {"jpeg_quality": 70}})
+    assert code == 200 and body["persisted"] is True
