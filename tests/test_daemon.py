@@ -60,6 +60,16 @@ def start_daemon(config: Path, env: dict[str, str] | None = None) -> subprocess.
     )
 
 
+def run_daemon_to_exit(config: Path) -> subprocess.CompletedProcess[str]:
+    """For start-up failures: the daemon must exit by itself, with a clear message."""
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def receive(sock: socket.socket, wanted: str, timeout: float = 10.0) -> list[str]:
     """Datagrams until one contains ``wanted``."""
     messages: list[str] = []
@@ -145,12 +155,7 @@ def test_sighup_with_a_broken_file_keeps_the_running_config(config_file: Path) -
 def test_an_invalid_config_file_exits_78_with_every_error(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("source:\n  fps: 0\nweb:\n  prot: 80\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "appliance", "run", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_daemon_to_exit(path)
     assert result.returncode == 78
     assert "source.fps:" in result.stderr
     assert "web.prot: unknown key (did you mean 'port'?)" in result.stderr
@@ -161,12 +166,7 @@ def test_a_busy_port_is_a_clear_fatal_error(config_file: Path) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", port))
         blocker.listen()
-        result = subprocess.run(
-            [sys.executable, "-m", "appliance", "run", "--config", str(config_file)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        result = run_daemon_to_exit(config_file)
     assert result.returncode == 1
     assert "cannot start: web server on 127.0.0.1" in result.stdout
     assert "in use" in result.stdout
