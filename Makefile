@@ -15,8 +15,8 @@ test: $(STAMP) system-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check appliance tests
-	$(BIN)/ruff format --check appliance tests
+	$(BIN)/ruff check appliance engines tests
+	$(BIN)/ruff format --check appliance engines tests
 	$(BIN)/mypy
 
 bench: $(STAMP)
@@ -32,3 +32,20 @@ $(STAMP): pyproject.toml
 # Debian packages the tests run for real (systemd-analyze, QEMU for the VM tests).
 system-deps:
 	@sh tests/system-deps.sh
+
+# Factory model bundles (engines/bundles/, committed so a fresh clone has them):
+# converters live in their own venv, so the daemon never needs tensorflow. Reads the
+# clips in ../shared/data for calibration and accuracy gates (engines/README.md).
+ENGINES_VENV ?= .venv-engines
+ENGINES_STAMP := $(ENGINES_VENV)/.installed
+
+.PHONY: engines
+engines: $(ENGINES_STAMP)
+	$(ENGINES_VENV)/bin/python -m engines build --allow-fp32-only $(ARGS)
+	$(ENGINES_VENV)/bin/python -m engines verify
+
+$(ENGINES_STAMP): engines/requirements.txt
+	$(PYTHON) -m venv $(ENGINES_VENV)
+	$(ENGINES_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(ENGINES_VENV)/bin/python -m pip install --quiet -r engines/requirements.txt
+	touch $@

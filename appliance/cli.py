@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     hw = sub.add_parser("hw", help="detected board and the backend each part will use")
     hw.add_argument("--json", action="store_true", help="print one JSON object")
+
+    from engines.cli import add_engines_parser  # light: the converters load in build only
+
+    add_engines_parser(sub)
     return parser
 
 
@@ -114,11 +118,16 @@ def _cmd_hw(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_engines(args: argparse.Namespace) -> int:
+    return int(args.engines_func(args))
+
+
 COMMANDS = {
     "run": _cmd_run,
     "check-config": _cmd_check_config,
     "bench": _cmd_bench,
     "hw": _cmd_hw,
+    "engines": _cmd_engines,
 }
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,6 +37,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from appliance.paths import data_dir_candidates
 
 GENERIC_PROFILE = "generic-x86"
 COMPATIBLE_PATH = Path("/proc/device-tree/compatible")
@@ -471,17 +472,7 @@ def load_profiles(directory: str | os.PathLike[str] | None = None) -> list[Board
 
 def profile_dir_candidates() -> list[Path]:
     """Where profiles are looked for, in order (see the module docstring)."""
-    env = os.environ.get("APPLIANCE_HW_DIR")
-    if env:
-        return [Path(env)]
-    import appliance
-
-    package_root = Path(appliance.__file__).resolve().parents[1]
-    return [
-        package_root / "hw",
-        Path(sys.prefix) / "share" / "appliance" / "hw",
-        Path("/usr/share/appliance/hw"),
-    ]
+    return data_dir_candidates("hw", "hw", "APPLIANCE_HW_DIR")
 
 
 def default_profiles_dir() -> Path:

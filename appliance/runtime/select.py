@@ -1,0 +1,62 @@
+"""Choose the inference backend once, at start-up, by probing what is installed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from appliance.runtime.base import Backend, BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def _tensorrt() -> Backend:
+    from appliance.runtime.tensorrt import TensorRTBackend
+
+    return TensorRTBackend()
+
+
+def _onnxruntime() -> Backend:
+    from appliance.runtime.onnx import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend()
+
+
+# In order of preference: TensorRT where a GPU and TensorRT exist, else ONNX Runtime.
+CANDIDATES: dict[str, Callable[[], Backend]] = {
+    "tensorrt": _tensorrt,
+    "onnxruntime": _onnxruntime,
+}
+
+
+def available_backends() -> tuple[list[Backend], dict[str, str]]:
+    """Every backend that starts here, best first, and why each other one did not."""
+    found: list[Backend] = []
+    reasons: dict[str, str] = {}
+    for name, make in CANDIDATES.items():
+        try:
+            found.append(make())
+        except BackendUnavailable as exc:
+            reasons[name] = str(exc)
+        except Exception as exc:  # a broken driver must not stop the daemon from starting
+            reasons[name] = f"failed to start: {exc!r}"
+    return found, reasons
+
+
+def choose_backend(preferred: str = "auto") -> Backend:
+    """The backend to use: ``preferred`` by name, or the best available for ``auto``."""
+    names = list(CANDIDATES) if preferred == "auto" else [preferred]
+    reasons = []
+    for name in names:
+        if name not in CANDIDATES:
+            raise BackendUnavailable(
+                f"unknown inference backend {name!r} ({', '.join(CANDIDATES)})"
+            )
+        try:
+            backend = CANDIDATES[name]()
+        except BackendUnavailable as exc:
+            reasons.append(str(exc))
+            continue
+        log.info("inference backend: %s", name)
+        return backend
+    raise BackendUnavailable("no inference backend: " + "; ".join(reasons))

@@ -1,0 +1,133 @@
+"""Assemble ``manifest.json`` (format 1) from a model spec and the build's figures."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from appliance.runtime.bundle import FORMAT, MANIFEST, sha256_file
+from engines import models
+from engines.convert import OPSET
+from engines.models import ModelSpec
+
+MIN_ONNXRUNTIME = "1.16"  # opset 17 + per-channel QDQ (axis attribute) + IR 8
+CONVERTERS = (
+    "tensorflow-cpu",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
+    "ai-edge-litert",
+    "numpy",
+    "opencv-python-headless",
+)
+# Reference outputs are compared as max|got - stored| <= atol + rtol * max|stored|.
+# FP32: room for another CPU's summation order. INT8: room for another CPU's integer
+# kernels: ORT's own QDQ paths differ from each other by up to 4% of the output's
+# magnitude here (integer kernels vs float emulation), so 5%.
+REFERENCE_TOLERANCE = {"fp32": {"atol": 1e-4, "rtol": 1e-4}, "int8": {"atol": 1e-3, "rtol": 0.05}}
+
+
+def converter_versions() -> dict[str, str]:
+    found = {}
+    for name in CONVERTERS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def build_manifest(
+    spec: ModelSpec,
+    bundle_dir: Path,
+    wheel_sha256: str,
+    conversion: dict[str, Any],
+    int8: dict[str, Any],
+    calibration: dict[str, Any],
+    notes: list[str],
+    shapes: dict[str, list[int]],
+    reference_count: int,
+) -> dict[str, Any]:
+    roles = {".fp32.onnx": ("model", "fp32"), ".int8.onnx": ("model", "int8")}
+    files = {}
+    for path in sorted(bundle_dir.iterdir()):
+        if path.name == MANIFEST:
+            continue
+        role, precision = next(
+            (v for k, v in roles.items() if path.name.endswith(k)), ("reference", None)
+        )
+        entry: dict[str, Any] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+        entry["role"] = role
+        if precision:
+            entry["precision"] = precision
+        files[path.name] = entry
+    inp = spec.input
+    lo, hi = inp.offset, inp.offset + 255 * inp.scale
+    return {
+        "format": FORMAT,
+        "name": spec.name,
+        "version": models.VERSION,
+        "created": models.CREATED,
+        "description": spec.title,
+        "provenance": {
+            "source": {
+                "package": f"{models.SOURCE_PACKAGE}=={models.SOURCE_VERSION}",
+                "wheel": models.SOURCE_WHEEL,
+                "wheel_sha256": wheel_sha256,
+                "member": spec.member,
+                "tflite_sha256": spec.tflite_sha256,
+                "licence": models.LICENCE,
+            },
+            "converters": converter_versions(),
+            "recipe": "engines/ in the appliance repository (make engines)",
+            "calibration": calibration,
+            "notes": notes,
+        },
+        "compatibility": {
+            "onnx_opset": OPSET,
+            "onnx_ir_version": 8,
+            "min_onnxruntime": MIN_ONNXRUNTIME,
+            "tensorrt": ">=10.0: explicit quantization from the QDQ model; FP32 model -> FP16/FP32",
+            "input_layout": "NCHW",
+            "batch": 1,
+        },
+        "inputs": [
+            {
+                "name": inp.name,
+                "shape": shapes[inp.name],
+                "dtype": "float32",
+                "layout": "NCHW",
+                "color": "RGB",
+                "scale": inp.scale,
+                "offset": inp.offset,
+                "range": [lo, round(hi, 6)],
+                "roi": inp.roi,
+            }
+        ],
+        "outputs": [
+            {
+                "name": o.name,
+                "shape": shapes[o.name],
+                "dtype": "float32",
+                "description": o.description,
+                "units": o.units,
+            }
+            for o in spec.outputs
+        ],
+        "postprocess": spec.postprocess,
+        "files": files,
+        "accuracy": {"conversion": conversion, "int8": int8},
+        "reference": {
+            "file": "reference.npz",
+            "count": reference_count,
+            "input_key": "input_rgb_u8",
+            "tolerance": REFERENCE_TOLERANCE,
+        },
+    }
+
+
+def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> None:
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    (bundle_dir / MANIFEST).write_text(text, encoding="utf-8")

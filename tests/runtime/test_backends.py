@@ -1,0 +1,108 @@
+"""The contract every inference backend keeps, run against each one importable here.
+
+On a Jetson this runs against TensorRT too; on the development machines only ONNX
+Runtime is importable (TensorRT is reported, not silently passed).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance.runtime.base import Backend, Model, ModelError
+from appliance.runtime.bundle import (
+    BundleError,
+    factory_bundle_dir,
+    load_manifest,
+    model_file,
+    prepare_input,
+)
+from appliance.runtime.select import CANDIDATES, available_backends
+
+BACKENDS, UNAVAILABLE = available_backends()
+MODELS = ["face_detection", "face_mesh", "iris", "selfie_segmentation"]
+
+
+def test_onnxruntime_is_available_here() -> None:
+    # The daemon's dependencies include it: every machine has at least this backend.
+    assert "onnxruntime" in [b.name for b in BACKENDS], UNAVAILABLE
+
+
+def test_unavailable_backends_say_why() -> None:
+    for name in CANDIDATES:
+        assert name in [b.name for b in BACKENDS] or UNAVAILABLE[name]
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=MODELS)
+def loaded(request: pytest.FixtureRequest, backend: Backend) -> Iterator[tuple[Path, Model]]:
+    bundle = factory_bundle_dir() / request.param
+    model = backend.load(bundle)
+    yield bundle, model
+    model.close()
+    model.close()  # twice is fine
+
+
+def test_reference_outputs_reproduce(loaded: tuple[Path, Model]) -> None:
+    bundle, model = loaded
+    manifest = load_manifest(bundle)
+    ref = manifest["reference"]
+    spec = manifest["inputs"][0]
+    with np.load(bundle / ref["file"]) as data:
+        stored = {k: data[k] for k in data.files}
+    x = prepare_input(stored[ref["input_key"]], spec["scale"], spec["offset"], spec["layout"])
+    tol = ref["tolerance"][model.precision]
+    for i in range(x.shape[0]):
+        got = model.run({spec["name"]: x[i : i + 1]})
+        for out in manifest["outputs"]:
+            want = stored[f"{model.precision}/{out['name']}"][i : i + 1]
+            allowed = tol["atol"] + tol["rtol"] * float(np.max(np.abs(want)))
+            assert float(np.max(np.abs(got[out["name"]] - want))) <= allowed, out["name"]
+
+
+def test_specs_match_the_manifest(loaded: tuple[Path, Model]) -> None:
+    bundle, model = loaded
+    manifest = load_manifest(bundle)
+    assert [(s.name, list(s.shape)) for s in model.inputs] == [
+        (i["name"], i["shape"]) for i in manifest["inputs"]
+    ]
+    assert {s.name for s in model.outputs} == {o["name"] for o in manifest["outputs"]}
+
+
+def test_wrong_inputs_are_refused_clearly(loaded: tuple[Path, Model]) -> None:
+    _, model = loaded
+    spec = model.inputs[0]
+    with pytest.raises(ModelError, match="missing input"):
+        model.run({})
+    with pytest.raises(ModelError, match=r"must be float32\["):
+        model.run({spec.name: np.zeros((1, 3, 7, 7), np.float32)})
+    with pytest.raises(ModelError, match="must be float32"):
+        model.run({spec.name: np.zeros(spec.shape, np.float64)})
+
+
+def test_explicit_precisions(backend: Backend) -> None:
+    bundle = factory_bundle_dir() / "face_mesh"
+    for precision in ("fp32", "int8"):
+        if model_file(load_manifest(bundle), precision) and backend.name == "onnxruntime":
+            assert backend.load(bundle, precision).precision == precision
+    with pytest.raises(ModelError):
+        backend.load(bundle, "fp8")
+
+
+def test_a_tampered_bundle_is_never_loaded(backend: Backend, tmp_path: Path) -> None:
+    bundle = tmp_path / "face_detection"
+    shutil.copytree(factory_bundle_dir() / "face_detection", bundle)
+    onnx = bundle / str(model_file(load_manifest(bundle), "fp32"))
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256 mismatch"):
+        backend.load(bundle)
