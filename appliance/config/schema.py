@@ -64,6 +64,29 @@ class PipelineConfig(Section):
     )
 
 
+class VisionConfig(Section):
+    enabled: bool = Field(True, description="Find faces and their 468 landmarks on every frame")
+    max_faces: int = Field(4, ge=1, le=8, description="Most faces tracked at once")
+    detect_every: int = Field(
+        10, ge=1, le=300, description="Frames between detector runs looking for new faces"
+    )
+    iris: bool = Field(True, description="Track the irises (eye contact needs them)")
+    pose: bool = Field(True, description="Estimate the 6-DoF head pose")
+    smoothing: bool = Field(True, description="One-Euro filtering of the landmarks")
+    backend: Literal["auto", "tensorrt", "onnxruntime"] = Field(
+        "auto",
+        description="Inference backend; auto: TensorRT where present",
+        json_schema_extra=RESTART,
+    )
+    threads: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="CPU threads per network (ONNX Runtime)",
+        json_schema_extra=RESTART,
+    )
+
+
 class WebConfig(Section):
     enabled: bool = Field(
         True, description="Serve the live picture and API", json_schema_extra=RESTART
@@ -76,6 +99,7 @@ class WebConfig(Section):
     port: int = Field(8080, ge=1, le=65535, description="TCP port", json_schema_extra=RESTART)
     jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of the preview")
     preview_fps: float = Field(15.0, gt=0, le=60, description="Frame rate cap of the preview")
+    overlay: bool = Field(False, description="Draw the face mesh, irises and pose on the preview")
 
     @field_validator("bind")
     @classmethod
@@ -99,6 +123,7 @@ class Config(Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     source: SourceConfig = Field(default_factory=SourceConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    vision: VisionConfig = Field(default_factory=VisionConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
