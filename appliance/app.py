@@ -18,7 +18,7 @@ from appliance.capture.uri import open_source
 from appliance.config import Config, ConfigError, ConfigManager
 from appliance.logs import set_level
 from appliance.output.preview import JpegHub, PreviewSink
-from appliance.pipeline import Passthrough, Pipeline
+from appliance.pipeline import Passthrough, Pipeline, Stage
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,13 @@ class Appliance:
         self._source_override = source
         cfg = config.config
         self.hub = JpegHub()
-        self.preview = PreviewSink(self.hub, cfg.web.jpeg_quality, cfg.web.preview_fps)
-        self.pipeline = Pipeline([Passthrough()], [self.preview], depth=cfg.pipeline.queue_depth)
+        self.preview = PreviewSink(
+            self.hub, cfg.web.jpeg_quality, cfg.web.preview_fps, overlay=cfg.web.overlay
+        )
+        self.vision_error = ""
+        self.pipeline = Pipeline(
+            self._build_stages(cfg), [self.preview], depth=cfg.pipeline.queue_depth
+        )
         self.selector = SourceSelector(self._candidates(cfg), self._open_source)
         self.capture = CaptureLoop(self.selector, self.pipeline.submit)
         self.hotplug = HotplugMonitor(self.selector.device_added, self.selector.device_removed)
@@ -71,6 +76,22 @@ class Appliance:
         config.subscribe(self._apply_config)
 
     # -- wiring ---------------------------------------------------------------------
+
+    def _build_stages(self, cfg: Config) -> list[Stage]:
+        """The neural stages whose models load; a model that cannot load is reported and
+        its stage left out, so the camera still streams (the picture is never held
+        hostage by a bad model bundle)."""
+        from appliance.runtime.base import BackendUnavailable, ModelError
+        from appliance.runtime.bundle import BundleError
+        from appliance.vision.stage import FaceTrackingStage
+
+        try:
+            stage = FaceTrackingStage.from_config(cfg)
+        except (BackendUnavailable, BundleError, ModelError, OSError) as exc:
+            self.vision_error = str(exc)
+            log.error("vision disabled: %s", exc)
+            return [Passthrough()]
+        return [stage]
 
     def _candidates(self, cfg: Config) -> Any:
         return candidates_for(self._source_override or cfg.source.uri, cfg.source.fallback)
@@ -163,5 +184,6 @@ class Appliance:
                 "hotplug": self.hotplug.mode if not self.hotplug.reason else "polling",
             },
             "pipeline": self.pipeline.stats(),
+            "vision": {"error": self.vision_error or None},
             "restart_required": sorted(self.config.pending_restart),
         }

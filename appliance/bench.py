@@ -10,16 +10,28 @@ from appliance.capture.loop import CaptureLoop
 from appliance.capture.selector import SourceSelector
 from appliance.capture.uri import open_source
 from appliance.output.preview import JpegHub, PreviewSink
-from appliance.pipeline import Passthrough, Pipeline
+from appliance.pipeline import Passthrough, Pipeline, Stage
 
 WARMUP_S = 1.0
 
 
 def run_bench(
-    source: str, width: int, height: int, fps: float, seconds: float, quality: int = 80
+    source: str,
+    width: int,
+    height: int,
+    fps: float,
+    seconds: float,
+    quality: int = 80,
+    vision: bool = False,
 ) -> dict[str, Any]:
-    """Capture -> passthrough -> MJPEG for ``seconds``; returns the figures."""
-    pipeline = Pipeline([Passthrough()], [PreviewSink(JpegHub(), quality, 1000.0, always=True)])
+    """Capture -> passthrough (or face tracking) -> MJPEG for ``seconds``; the figures."""
+    stages: list[Stage] = [Passthrough()]
+    if vision:
+        from appliance.runtime.select import choose_backend
+        from appliance.vision.stage import FaceTrackingStage
+
+        stages = [FaceTrackingStage(choose_backend())]
+    pipeline = Pipeline(stages, [PreviewSink(JpegHub(), quality, 1000.0, always=True)])
     selector = SourceSelector(lambda: [source], lambda uri: open_source(uri, width, height, fps))
     capture = CaptureLoop(selector, pipeline.submit)
     pipeline.start()
@@ -73,6 +85,6 @@ def format_report(result: dict[str, Any]) -> str:
 
 def main(args: Any) -> int:
     width, height = args.size
-    result = run_bench(args.source, width, height, args.fps, args.seconds)
+    result = run_bench(args.source, width, height, args.fps, args.seconds, vision=args.vision)
     print(json.dumps(result) if args.json else format_report(result))
     return 0

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=_positive, default=10.0, help="measuring time (10)")
     bench.add_argument("--size", type=_size, default=(1280, 720), help="WxH (1280x720)")
     bench.add_argument("--fps", type=_positive, default=30.0, help="source frame rate (30)")
+    bench.add_argument(
+        "--vision", action="store_true", help="run face tracking instead of a passthrough stage"
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 
     hw = sub.add_parser("hw", help="detected board and the backend each part will use")

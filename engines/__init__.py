@@ -1,7 +1,8 @@
 """Model recipes and factory bundles.
 
-Light on purpose: importing ``engines`` (and ``engines.cli``,
-``engines.anchors``) needs only NumPy, and checking a bundle needs ONNX Runtime.
+Light on purpose: importing ``engines`` (and ``engines.cli``, and the detector
+decoding it shares with the daemon, ``appliance.vision.anchors``) needs only NumPy,
+and checking a bundle needs ONNX Runtime.
 The converters (tensorflow, tf2onnx, ai-edge-litert, onnx) live in a separate
 virtualenv (``make engines``) and are imported inside ``engines.build`` only.
 """

@@ -24,6 +24,7 @@ from appliance.runtime.bundle import (
     model_file,
 )
 from appliance.runtime.bundle import verify_bundle as _verify_bundle
+from appliance.runtime.onnx import OnnxRuntimeBackend
 from engines import BUNDLES_DIR
 
 Progress = Callable[[str], None]
@@ -95,7 +96,14 @@ def verify(dirs: Sequence[Path]) -> int:
             f"{sign} {g['threshold']}: {'PASS' if g['passed'] else 'FAIL (FP32 only)'}"
         )
         ok = conv["passed"]
-        for c in check_reference(d):
+        backend = OnnxRuntimeBackend()
+        checks = [
+            c
+            for precision in PRECISIONS
+            if model_file(m, precision)
+            for c in check_reference(d, backend.load(d, precision))
+        ]
+        for c in checks:
             ok &= c.ok
             print(
                 f"  reference {c.precision} {c.output}: max diff {c.max_abs_diff:.3g} "

@@ -13,45 +13,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engines import anchors
+from appliance.vision import anchors
+from appliance.vision.crops import letterbox, rotated_crop
 
 Model = Callable[[np.ndarray], dict[str, np.ndarray]]
-
-
-def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
-    """Fit into size x size keeping aspect ratio, zero padding; returns (img, scale, dx, dy)."""
-    import cv2
-
-    h, w = rgb.shape[:2]
-    scale = size / max(h, w)
-    nw, nh = round(w * scale), round(h * scale)
-    dx, dy = (size - nw) // 2, (size - nh) // 2
-    out = np.zeros((size, size, 3), np.uint8)
-    out[dy : dy + nh, dx : dx + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
-    return out, scale, float(dx), float(dy)
 
 
 def resize(rgb: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
     return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def rotated_crop(
-    rgb: np.ndarray, centre: np.ndarray, side: float, theta: float, out: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Square crop of ``side`` px around ``centre``, rotated by -theta so a line at angle
-    theta becomes horizontal; returns (crop, 2x3 matrix frame -> crop)."""
-    import cv2
-
-    s = out / side
-    c, n = np.cos(theta) * s, np.sin(theta) * s
-    m = np.array([[c, n, 0.0], [-n, c, 0.0]])
-    m[:, 2] = out / 2.0 - m[:, :2] @ centre
-    crop = cv2.warpAffine(
-        rgb, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    return crop, m
 
 
 def face_crop(

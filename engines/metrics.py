@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from engines import anchors
+from appliance.vision import anchors
 from engines.models import ModelSpec
 
 Outputs = list[dict[str, np.ndarray]]

@@ -12,6 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from appliance.runtime.bundle import sha256_file
 from engines.models import SOURCE_WHEEL, SOURCE_WHEEL_SHA256, ModelSpec
 
 PIN_FILE = Path(__file__).resolve().parent / "source-wheel.txt"
@@ -19,14 +20,6 @@ PIN_FILE = Path(__file__).resolve().parent / "source-wheel.txt"
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_wheel(cache: Path) -> Path:

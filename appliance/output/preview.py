@@ -71,10 +71,16 @@ class PreviewSink(Sink):
     name = "preview"
 
     def __init__(
-        self, hub: JpegHub, quality: int = 80, max_fps: float = 15.0, always: bool = False
+        self,
+        hub: JpegHub,
+        quality: int = 80,
+        max_fps: float = 15.0,
+        always: bool = False,
+        overlay: bool = False,
     ) -> None:
         self.hub = hub
         self.quality = quality
+        self.overlay = overlay
         self.max_fps = max_fps
         self.always = always
         self._last = 0.0
@@ -91,7 +97,12 @@ class PreviewSink(Sink):
         now = time.monotonic()
         if now - self._last < 1.0 / self.max_fps and not self._snapshot_wanted.is_set():
             return False
-        ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        image = frame.image
+        if self.overlay and frame.meta.get("faces"):
+            from appliance.vision.overlay import draw_faces
+
+            image = draw_faces(image, frame.meta["faces"])  # on a copy: sinks share frames
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise RuntimeError("JPEG encoding failed")
         self._last = now
@@ -101,6 +112,7 @@ class PreviewSink(Sink):
 
     def configure(self, config: Any) -> None:
         self.quality = config.web.jpeg_quality
+        self.overlay = config.web.overlay
         if not self.always:
             self.max_fps = config.web.preview_fps
 

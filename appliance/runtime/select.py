@@ -10,20 +10,20 @@ from appliance.runtime.base import Backend, BackendUnavailable
 log = logging.getLogger(__name__)
 
 
-def _tensorrt() -> Backend:
+def _tensorrt(threads: int) -> Backend:
     from appliance.runtime.tensorrt import TensorRTBackend
 
     return TensorRTBackend()
 
 
-def _onnxruntime() -> Backend:
+def _onnxruntime(threads: int) -> Backend:
     from appliance.runtime.onnx import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend()
+    return OnnxRuntimeBackend(threads=threads)
 
 
 # In order of preference: TensorRT where a GPU and TensorRT exist, else ONNX Runtime.
-CANDIDATES: dict[str, Callable[[], Backend]] = {
+CANDIDATES: dict[str, Callable[[int], Backend]] = {
     "tensorrt": _tensorrt,
     "onnxruntime": _onnxruntime,
 }
@@ -35,7 +35,7 @@ def available_backends() -> tuple[list[Backend], dict[str, str]]:
     reasons: dict[str, str] = {}
     for name, make in CANDIDATES.items():
         try:
-            found.append(make())
+            found.append(make(1))
         except BackendUnavailable as exc:
             reasons[name] = str(exc)
         except Exception as exc:  # a broken driver must not stop the daemon from starting
@@ -43,8 +43,10 @@ def available_backends() -> tuple[list[Backend], dict[str, str]]:
     return found, reasons
 
 
-def choose_backend(preferred: str = "auto") -> Backend:
-    """The backend to use: ``preferred`` by name, or the best available for ``auto``."""
+def choose_backend(preferred: str = "auto", threads: int = 1) -> Backend:
+    """The backend to use: ``preferred`` by name, or the best available for ``auto``.
+
+    ``threads``: CPU threads per network, for the CPU backend."""
     names = list(CANDIDATES) if preferred == "auto" else [preferred]
     reasons = []
     for name in names:
@@ -53,7 +55,7 @@ def choose_backend(preferred: str = "auto") -> Backend:
                 f"unknown inference backend {name!r} ({', '.join(CANDIDATES)})"
             )
         try:
-            backend = CANDIDATES[name]()
+            backend = CANDIDATES[name](threads)
         except BackendUnavailable as exc:
             reasons.append(str(exc))
             continue

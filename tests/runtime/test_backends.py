@@ -15,12 +15,14 @@ import pytest
 
 from appliance.runtime.base import Backend, Model, ModelError
 from appliance.runtime.bundle import (
+    PRECISIONS,
     BundleError,
+    check_reference,
     factory_bundle_dir,
     load_manifest,
     model_file,
-    prepare_input,
 )
+from appliance.runtime.onnx import OnnxRuntimeBackend
 from appliance.runtime.select import CANDIDATES, available_backends
 
 BACKENDS, UNAVAILABLE = available_backends()
@@ -53,19 +55,20 @@ def loaded(request: pytest.FixtureRequest, backend: Backend) -> Iterator[tuple[P
 
 def test_reference_outputs_reproduce(loaded: tuple[Path, Model]) -> None:
     bundle, model = loaded
-    manifest = load_manifest(bundle)
-    ref = manifest["reference"]
-    spec = manifest["inputs"][0]
-    with np.load(bundle / ref["file"]) as data:
-        stored = {k: data[k] for k in data.files}
-    x = prepare_input(stored[ref["input_key"]], spec["scale"], spec["offset"], spec["layout"])
-    tol = ref["tolerance"][model.precision]
-    for i in range(x.shape[0]):
-        got = model.run({spec["name"]: x[i : i + 1]})
-        for out in manifest["outputs"]:
-            want = stored[f"{model.precision}/{out['name']}"][i : i + 1]
-            allowed = tol["atol"] + tol["rtol"] * float(np.max(np.abs(want)))
-            assert float(np.max(np.abs(got[out["name"]] - want))) <= allowed, out["name"]
+    checks = check_reference(bundle, model)
+    assert {c.output for c in checks} == {o["name"] for o in load_manifest(bundle)["outputs"]}
+    bad = [c for c in checks if not c.ok]
+    assert not bad, [f"{c.precision}/{c.output}: {c.max_abs_diff} > {c.allowed}" for c in bad]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_shipped_precision_reproduces_on_onnxruntime(name: str) -> None:
+    bundle = factory_bundle_dir() / name
+    backend = OnnxRuntimeBackend()
+    for precision in PRECISIONS:
+        if model_file(load_manifest(bundle), precision):
+            checks = check_reference(bundle, backend.load(bundle, precision))
+            assert all(c.ok and c.precision == precision for c in checks), checks
 
 
 def test_specs_match_the_manifest(loaded: tuple[Path, Model]) -> None:

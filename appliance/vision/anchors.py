@@ -1,7 +1,9 @@
 """SSD anchors and box decoding for the short-range face detector (NumPy only).
 
-Small on purpose: the build needs it to crop faces and to gate the detector's INT8
-copy on box IoU. The parameters are MediaPipe's (``face_detection_short_range``):
+Shared by the daemon's detector (``appliance.vision.detect``) and the model recipes
+(``engines``: cropping faces, gating the detector's INT8 copy on box IoU), so both
+decode the network the same way. NumPy only, so the recipes stay light to import.
+The parameters are MediaPipe's (``face_detection_short_range``):
 128x128 input, strides 8, 16, 16, 16, two anchors per cell per layer, fixed size.
 Layers sharing a stride share a grid, so the 16x16 grid has 2 anchors per cell and
 the 8x8 grid 6: 512 + 384 = 896.

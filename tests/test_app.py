@@ -1,0 +1,56 @@
+"""The assembled daemon: neural stages, and what happens when their models are bad."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from appliance.app import Appliance
+from appliance.config import ConfigManager, parse_config
+from appliance.runtime.bundle import factory_bundle_dir, load_manifest, model_file
+from tests.conftest import wait_until
+
+
+def test_the_face_tracker_runs_on_the_synthetic_face() -> None:
+    config = parse_config({"source": {"uri": "synthetic://", "width": 640, "height": 360}})
+    app = Appliance(ConfigManager(config), web=False)
+    faces: list[object] = []
+    app.preview.always = True
+    original = app.preview.consume
+
+    def spy(frame):  # type: ignore[no-untyped-def]
+        faces.append(frame.meta.get("faces"))
+        return original(frame)
+
+    app.preview.consume = spy  # type: ignore[method-assign]
+    app.start()
+    try:
+        assert wait_until(lambda: len(faces) > 10, timeout=10.0)
+    finally:
+        assert app.stop() == []
+    assert [s.name for s in app.pipeline.stages] == ["vision"]
+    assert sum(1 for f in faces if f) >= len(faces) - 2  # found on (nearly) every frame
+
+
+def test_a_tampered_model_bundle_is_refused_and_the_camera_still_streams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundles = tmp_path / "bundles"
+    shutil.copytree(factory_bundle_dir(), bundles)
+    mesh = bundles / "face_mesh"
+    onnx = mesh / str(model_file(load_manifest(mesh), "fp32"))
+    data = bytearray(onnx.read_bytes())
+    data[1000] ^= 0x01
+    onnx.write_bytes(bytes(data))
+    monkeypatch.setenv("APPLIANCE_BUNDLES_DIR", str(bundles))
+
+    config = parse_config({"source": {"uri": "synthetic://", "width": 320, "height": 180}})
+    app = Appliance(ConfigManager(config), web=False)
+    assert [s.name for s in app.pipeline.stages] == ["passthrough"]
+    assert "face_mesh" in app.vision_error and "sha256 mismatch" in app.vision_error
+    app.start()
+    try:
+        assert wait_until(lambda: app.pipeline.stats()["fps"] > 0, timeout=5.0)
+        assert app.status()["vision"]["error"] == app.vision_error
+    finally:
+        assert app.stop() == []
