@@ -6,6 +6,8 @@ import ipaddress
 import logging
 import socket
 import time
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from appliance import __version__
@@ -108,6 +110,21 @@ class Appliance:
             self.capture.control(lambda: self.selector.reset(self._candidates(new)))
         if new.logging != old.logging:
             set_level(new.logging.level)
+
+    def reload_models(self, bundles_dir: Path | None = None) -> None:
+        """Verify and load new models, then swap them in between frames.
+
+        A bad bundle raises (BundleError/ModelError) before anything changes: the models
+        running now keep running. Loading happens on the caller's thread, so the
+        pipeline does not stall while a model loads.
+        """
+        from appliance.vision.stage import FaceTrackingStage
+
+        for stage in self.pipeline.stages:
+            if isinstance(stage, FaceTrackingStage):
+                models = stage.load_models(bundles_dir)
+                self.pipeline.between_frames(stage, partial(stage.swap_models, models))
+                log.info("new vision models queued from %s", bundles_dir or "factory bundles")
 
     def request_snapshot(self) -> None:
         self.preview.want_snapshot()

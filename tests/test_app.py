@@ -1,13 +1,14 @@
 """The assembled daemon: neural stages, and what happens when their models are bad."""
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from appliance.app import Appliance
 from appliance.config import ConfigManager, parse_config
-from appliance.runtime.bundle import factory_bundle_dir, load_manifest, model_file
+from appliance.runtime.bundle import BundleError, factory_bundle_dir, load_manifest, model_file
 from tests.conftest import wait_until
 
 
@@ -35,14 +36,7 @@ def test_the_face_tracker_runs_on_the_synthetic_face() -> None:
 def test_a_tampered_model_bundle_is_refused_and_the_camera_still_streams(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bundles = tmp_path / "bundles"
-    shutil.copytree(factory_bundle_dir(), bundles)
-    mesh = bundles / "face_mesh"
-    onnx = mesh / str(model_file(load_manifest(mesh), "fp32"))
-    data = bytearray(onnx.read_bytes())
-    data[1000] ^= 0x01
-    onnx.write_bytes(bytes(data))
-    monkeypatch.setenv("APPLIANCE_BUNDLES_DIR", str(bundles))
+    monkeypatch.setenv("APPLIANCE_BUNDLES_DIR", str(tampered_copy(tmp_path)))
 
     config = parse_config({"source": {"uri": "synthetic://", "width": 320, "height": 180}})
     app = Appliance(ConfigManager(config), web=False)
@@ -52,5 +46,43 @@ def test_a_tampered_model_bundle_is_refused_and_the_camera_still_streams(
     try:
         assert wait_until(lambda: app.pipeline.stats()["fps"] > 0, timeout=5.0)
         assert app.status()["vision"]["error"] == app.vision_error
+    finally:
+        assert app.stop() == []
+
+
+def tampered_copy(tmp_path: Path, model: str = "face_mesh") -> Path:
+    bundles = tmp_path / "bundles"
+    shutil.copytree(factory_bundle_dir(), bundles)
+    bundle = bundles / model
+    onnx = bundle / str(model_file(load_manifest(bundle), "fp32"))
+    data = bytearray(onnx.read_bytes())
+    data[1000] ^= 0x01
+    onnx.write_bytes(bytes(data))
+    return bundles
+
+
+def test_a_model_update_swaps_between_frames_and_a_bad_one_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    config = parse_config({"source": {"uri": "synthetic://", "width": 320, "height": 180}})
+    app = Appliance(ConfigManager(config), web=False)
+    (stage,) = app.pipeline.stages
+    running = stage.mesh.net.model  # type: ignore[attr-defined]
+    app.start()
+    try:
+        with pytest.raises(BundleError, match=r"face_mesh.*sha256 mismatch"):
+            app.reload_models(tampered_copy(tmp_path))
+        time.sleep(0.2)
+        assert stage.mesh.net.model is running  # type: ignore[attr-defined]
+
+        good = tmp_path / "good"
+        shutil.copytree(factory_bundle_dir(), good)
+        app.reload_models(good)
+        assert wait_until(lambda: stage.mesh.net.model is not running, timeout=3.0)  # type: ignore[attr-defined]
+        before = app.pipeline.stats()["stages"]["vision"]["processed"]
+        assert wait_until(
+            lambda: app.pipeline.stats()["stages"]["vision"]["processed"] > before + 5
+        )
+        assert app.pipeline.stats()["stages"]["vision"]["errors"] == 0
     finally:
         assert app.stop() == []

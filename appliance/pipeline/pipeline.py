@@ -170,6 +170,11 @@ class Pipeline:
         for worker, part in zip(self._workers(), self._parts(), strict=True):
             worker.controls.put(partial(part.configure, config))
 
+    def between_frames(self, part: Stage | Sink, change: Callable[[], None]) -> None:
+        """Run ``change`` on ``part``'s own thread before its next frame."""
+        worker = dict(zip(map(id, self._parts()), self._workers(), strict=True))[id(part)]
+        worker.controls.put(change)
+
     def _workers(self) -> list[_Worker]:
         return [*self._stage_workers, *self._sink_workers]
 

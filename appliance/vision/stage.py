@@ -24,6 +24,7 @@ from appliance.vision.tracker import FaceTracker, Track
 log = logging.getLogger(__name__)
 
 BUNDLES = ("face_detection", "face_mesh", "iris")
+Models = tuple[FaceDetector, FaceMesh, IrisModel]
 
 
 @dataclass(frozen=True)
@@ -114,22 +115,46 @@ class FaceTrackingStage(Stage):
             from appliance.runtime.onnx import OnnxRuntimeBackend
 
             backend = OnnxRuntimeBackend(threads=1)
-        root = Path(bundles_dir) if bundles_dir is not None else factory_bundle_dir()
         self.backend = backend
+        self.precision = precision
         self.settings = settings or VisionSettings()
-        self.detector = FaceDetector(load_network(backend, root / "face_detection", precision))
-        self.mesh = FaceMesh(load_network(backend, root / "face_mesh", precision))
-        self.iris = IrisModel(load_network(backend, root / "iris", precision))
-        log.info(
-            "vision: %s, precision %s",
-            backend.name,
-            ", ".join(
-                f"{n.model.name} {n.model.precision}"
-                for n in (self.detector.net, self.mesh.net, self.iris.net)
-            ),
-        )
+        self.detector, self.mesh, self.iris = self.load_models(bundles_dir)
         self.tracker = FaceTracker(self.detector, self.mesh, focal=focal)
         self._apply(self.settings)
+
+    def load_models(self, bundles_dir: Path | None = None) -> Models:
+        """Verify and load the three networks from ``bundles_dir`` (default: factory).
+
+        Raises BundleError/ModelError and loads nothing if any one of them is bad, so a
+        model update is all or nothing. Safe to call from any thread: it touches no
+        state of the running stage (``swap_models`` does, between frames).
+        """
+        root = Path(bundles_dir) if bundles_dir is not None else factory_bundle_dir()
+        loaded: list[Any] = []
+        try:
+            for name in BUNDLES:
+                loaded.append(load_network(self.backend, root / name, self.precision))
+        except Exception:
+            for net in loaded:
+                net.model.close()
+            raise
+        log.info(
+            "vision models from %s: %s, %s",
+            root,
+            self.backend.name,
+            ", ".join(f"{n.model.name} {n.model.precision}" for n in loaded),
+        )
+        return FaceDetector(loaded[0]), FaceMesh(loaded[1]), IrisModel(loaded[2])
+
+    def swap_models(self, models: Models) -> None:
+        """Put freshly loaded models in place; run by the stage's thread between frames."""
+        old = (self.detector, self.mesh, self.iris)
+        self.detector, self.mesh, self.iris = models
+        self.tracker.detector, self.tracker.mesh = self.detector, self.mesh
+        if self.tracker.iris is not None:
+            self.tracker.iris = self.iris
+        for part in old:
+            part.net.model.close()
 
     @classmethod
     def from_config(cls, config: Any, bundles_dir: Path | None = None) -> FaceTrackingStage:
