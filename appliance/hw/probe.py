@@ -131,7 +131,7 @@ def _probe_capture(root: Path, importer: Importer) -> PartReport:
     module, why = _try_import("jetson_utils", importer)
     if module is not None:
         return PartReport("jetson-utils", "jetson_utils imported: CSI and V4L2 zero-copy", details)
-    return PartReport("opencv/v4l2", why, details)
+    return PartReport("v4l2 (mmap) + files/synthetic", why, details)
 
 
 def _probe_inference(importer: Importer) -> PartReport:

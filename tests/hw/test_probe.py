@@ -133,7 +133,7 @@ def test_empty_tree(tmp_path: Path) -> None:
 
     assert report.board == "generic-x86"
     assert report.board_detected
-    assert report.capture.backend == "opencv/v4l2"
+    assert report.capture.backend == "v4l2 (mmap) + files/synthetic"
     assert "jetson_utils is not installed" in report.capture.reason
     assert report.capture.details["devices"] == []
     assert report.inference.backend == "none"
@@ -163,7 +163,7 @@ def test_broken_libraries_are_reasons_not_tracebacks(tmp_path: Path) -> None:
         },
     )
     report = probe(tmp_path, HW_DIR, importer=importer, machine="x86_64")
-    assert report.capture.backend == "opencv/v4l2"
+    assert report.capture.backend == "v4l2 (mmap) + files/synthetic"
     assert "jetson_utils failed to load: OSError: libcudart" in report.capture.reason
     assert report.inference.backend == "onnxruntime 1.20.1 (CPU)"
     assert "RuntimeError: CUDA initialization failure" in report.inference.reason
