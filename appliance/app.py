@@ -83,17 +83,18 @@ class Appliance:
         """The neural stages whose models load; a model that cannot load is reported and
         its stage left out, so the camera still streams (the picture is never held
         hostage by a bad model bundle)."""
+        from appliance.align.stage import AlignStage
         from appliance.runtime.base import BackendUnavailable, ModelError
         from appliance.runtime.bundle import BundleError
         from appliance.vision.stage import FaceTrackingStage
 
         try:
-            stage = FaceTrackingStage.from_config(cfg)
+            vision = FaceTrackingStage.from_config(cfg)
         except (BackendUnavailable, BundleError, ModelError, OSError) as exc:
             self.vision_error = str(exc)
             log.error("vision disabled: %s", exc)
             return [Passthrough()]
-        return [stage]
+        return [vision, AlignStage.from_config(cfg)]
 
     def _candidates(self, cfg: Config) -> Any:
         return candidates_for(self._source_override or cfg.source.uri, cfg.source.fallback)

@@ -29,7 +29,7 @@ def test_the_face_tracker_runs_on_the_synthetic_face() -> None:
         assert wait_until(lambda: len(faces) > 10, timeout=10.0)
     finally:
         assert app.stop() == []
-    assert [s.name for s in app.pipeline.stages] == ["vision"]
+    assert [s.name for s in app.pipeline.stages] == ["vision", "align"]
     assert sum(1 for f in faces if f) >= len(faces) - 2  # found on (nearly) every frame
 
 
@@ -66,7 +66,7 @@ def test_a_model_update_swaps_between_frames_and_a_bad_one_changes_nothing(
 ) -> None:
     config = parse_config({"source": {"uri": "synthetic://", "width": 320, "height": 180}})
     app = Appliance(ConfigManager(config), web=False)
-    (stage,) = app.pipeline.stages
+    stage = app.pipeline.stages[0]
     running = stage.mesh.net.model  # type: ignore[attr-defined]
     app.start()
     try:

@@ -87,6 +87,41 @@ class VisionConfig(Section):
     )
 
 
+class AlignConfig(Section):
+    enabled: bool = Field(True, description="Re-frame the picture around the faces")
+    framing: bool = Field(True, description="Auto-framing: a virtual pan/tilt/zoom crop")
+    level: bool = Field(True, description="Rotate so the eyes are level (small angles only)")
+    group: bool = Field(True, description="Frame everyone in view, not only the lead face")
+    lock: Literal["largest", "active"] = Field(
+        "largest", description="Lead face: the largest, or the one talking"
+    )
+    dwell_s: float = Field(
+        1.0, ge=0, le=10, description="Seconds before another face takes the lead or joins"
+    )
+    dead_band: float = Field(
+        0.05, ge=0, le=0.3, description="How far (fraction of the crop) a face may move first"
+    )
+    max_zoom: float = Field(3.0, ge=1, le=8, description="Tightest crop, as a zoom factor")
+    face_height: float = Field(
+        0.36, ge=0.15, le=0.8, description="Wanted face height, fraction of the picture"
+    )
+    pan_speed: float = Field(
+        8.0, gt=0, le=40, description="Pan/tilt responsiveness (settles in 5.8/speed s)"
+    )
+    zoom_speed: float = Field(
+        4.0, gt=0, le=40, description="Zoom responsiveness (settles in 5.8/speed s)"
+    )
+    max_roll_deg: float = Field(
+        15.0, ge=0, le=30, description="Levelling corrects head tilts up to this angle"
+    )
+    lost_hold_s: float = Field(
+        2.0, ge=0, le=60, description="Seconds the crop holds after the face is lost"
+    )
+    widen_s: float = Field(
+        4.0, gt=0, le=60, description="Seconds to widen to the full picture after that"
+    )
+
+
 class WebConfig(Section):
     enabled: bool = Field(
         True, description="Serve the live picture and API", json_schema_extra=RESTART
@@ -124,6 +159,7 @@ class Config(Section):
     source: SourceConfig = Field(default_factory=SourceConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     vision: VisionConfig = Field(default_factory=VisionConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

@@ -1,0 +1,133 @@
+"""The pipeline stage: framing and levelling as one ``cv2.warpAffine`` per frame.
+
+Coordinates: after this stage ``meta["faces"]`` holds the faces mapped into the output
+picture (landmarks, box, irises), so every later stage sees one consistent coordinate
+system; the source-coordinate faces stay in ``meta["faces_source"]`` and the mapping
+in ``meta["align_matrix"]`` (2x3, source px -> output px). ``pose`` is left as the
+tracker estimated it in the source camera. ``meta["framing"]`` = {"crop": (x0, y0, x1,
+y1) the crop before turning, "roll_deg": the roll undone, "zoom": source height over
+crop height}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from appliance.align.framing import Crop, Framer, clamp_crop, largest_crop_height
+from appliance.align.geometry import FaceGeom, measure
+from appliance.align.level import Leveller, apply, fit_rotated, invert, output_to_source
+from appliance.align.settings import AlignSettings
+from appliance.frame import Frame
+from appliance.pipeline.stage import Stage
+
+
+class AlignStage(Stage):
+    """Virtual pan/tilt/zoom and levelling of ``frame.image`` from ``meta["faces"]``."""
+
+    name = "align"
+
+    def __init__(self, settings: AlignSettings | None = None) -> None:
+        self.settings = settings or AlignSettings()
+        self.framer: Framer | None = None
+        self.leveller = Leveller(self.settings)
+        self._geometry: tuple[tuple[int, int], tuple[int, int]] | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> AlignStage:
+        return cls(AlignSettings.from_config(config))
+
+    def configure(self, config: Any) -> None:
+        settings = AlignSettings.from_config(config, self.settings)
+        if (settings.framing, settings.output_width, settings.output_height) != (
+            self.settings.framing,
+            self.settings.output_width,
+            self.settings.output_height,
+        ):
+            self.framer = None  # start again from the full frame, not from a stale crop
+        self.settings = settings
+        self.leveller.configure(settings)
+        if self.framer is not None:
+            self.framer.configure(settings)
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        s = self.settings
+        if s.output_width and s.output_height:
+            return int(s.output_width), int(s.output_height)
+        return width, height
+
+    def process(self, frame: Frame) -> Frame:
+        s = self.settings
+        size = (frame.width, frame.height)
+        out_size = self.output_size(*size)
+        if not s.enabled or (not s.framing and not s.level and out_size == size):
+            return frame
+        faces = frame.meta.get("faces") or []
+        geoms = [g for g in map(measure, faces) if g is not None]
+        aspect = out_size[0] / out_size[1]
+        if self.framer is None or self._geometry != (size, out_size):
+            self.framer = Framer(s, size, aspect)
+            self._geometry = (size, out_size)
+        if s.framing:
+            crop = self.framer.update(geoms, frame.t_capture)
+            subject = self.framer.current
+        else:
+            h = largest_crop_height(size[0], size[1], aspect)
+            crop = clamp_crop(size[0] / 2, size[1] / 2, h, size, aspect)
+            subject = self._primary(geoms)
+        roll = self.leveller.update(subject, frame.t_capture) if s.level else 0.0
+        crop = fit_rotated(crop, roll, size)
+        to_source = output_to_source(crop, roll, out_size)
+        frame.image = cv2.warpAffine(
+            frame.image,
+            to_source,
+            out_size,
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,  # only reachable through rounding at an edge
+        )
+        to_output = invert(to_source)
+        frame.meta["align_matrix"] = to_output
+        frame.meta["framing"] = {
+            "crop": crop_box(crop),
+            "roll_deg": roll,
+            "zoom": size[1] / crop.h,
+        }
+        if "faces" in frame.meta:
+            frame.meta["faces_source"] = faces
+            frame.meta["faces"] = [map_face(f, to_output) for f in faces]
+        return frame
+
+    @staticmethod
+    def _primary(geoms: list[FaceGeom]) -> list[FaceGeom]:
+        return [max(geoms, key=lambda g: g.height)] if geoms else []
+
+
+def crop_box(crop: Crop) -> tuple[float, float, float, float]:
+    return tuple(float(v) for v in crop.box)  # type: ignore[return-value]
+
+
+def map_face(face: Any, m: np.ndarray) -> Any:
+    """The face with its image-space fields mapped through ``m``; others kept as is."""
+    if not dataclasses.is_dataclass(face) or isinstance(face, type):
+        return face
+    lm = np.asarray(getattr(face, "landmarks", None), dtype=np.float64)
+    if lm.ndim != 2 or lm.shape[1] < 2:
+        return face
+    landmarks = apply(m, lm).astype(np.float32)
+    finite = landmarks[np.isfinite(landmarks[:, :2]).all(axis=1), :2]
+    box = getattr(face, "box", None)
+    if len(finite):
+        x0, y0 = finite.min(axis=0)
+        x1, y1 = finite.max(axis=0)
+        box = (float(x0), float(y0), float(x1), float(y1))
+    changes: dict[str, Any] = {"landmarks": landmarks, "box": box}
+    iris, radius = getattr(face, "iris", None), getattr(face, "iris_radius", None)
+    if iris is not None:
+        changes["iris"] = apply(m, np.asarray(iris, dtype=np.float64)).astype(np.float32)
+    if radius is not None:
+        changes["iris_radius"] = np.asarray(radius) * math.sqrt(abs(np.linalg.det(m[:, :2])))
+    return dataclasses.replace(face, **changes)
