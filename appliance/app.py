@@ -46,6 +46,25 @@ def check_web_address(old: Config, new: Config) -> None:
         raise ConfigError([reason]) from None
 
 
+def build_stages(cfg: Config) -> tuple[list[Stage], str]:
+    """The frame path's stages, and why the neural ones are missing (or "").
+
+    A model that cannot load is reported and its stages left out, so the camera still
+    streams: the picture is never held hostage by a bad model bundle.
+    """
+    from appliance.align.stage import AlignStage
+    from appliance.runtime.base import BackendUnavailable, ModelError
+    from appliance.runtime.bundle import BundleError
+    from appliance.vision.stage import FaceTrackingStage
+
+    try:
+        vision = FaceTrackingStage.from_config(cfg)
+    except (BackendUnavailable, BundleError, ModelError, OSError) as exc:
+        log.error("vision disabled: %s", exc)
+        return [Passthrough()], str(exc)
+    return [vision, AlignStage.from_config(cfg)], ""
+
+
 class Appliance:
     """Capture -> pipeline -> sinks, plus the web server and hot-plug monitor.
 
@@ -60,10 +79,8 @@ class Appliance:
         self.preview = PreviewSink(
             self.hub, cfg.web.jpeg_quality, cfg.web.preview_fps, overlay=cfg.web.overlay
         )
-        self.vision_error = ""
-        self.pipeline = Pipeline(
-            self._build_stages(cfg), [self.preview], depth=cfg.pipeline.queue_depth
-        )
+        stages, self.vision_error = build_stages(cfg)
+        self.pipeline = Pipeline(stages, [self.preview], depth=cfg.pipeline.queue_depth)
         self.selector = SourceSelector(self._candidates(cfg), self._open_source)
         self.capture = CaptureLoop(self.selector, self.pipeline.submit)
         self.hotplug = HotplugMonitor(self.selector.device_added, self.selector.device_removed)
@@ -78,23 +95,6 @@ class Appliance:
         config.subscribe(self._apply_config)
 
     # -- wiring ---------------------------------------------------------------------
-
-    def _build_stages(self, cfg: Config) -> list[Stage]:
-        """The neural stages whose models load; a model that cannot load is reported and
-        its stage left out, so the camera still streams (the picture is never held
-        hostage by a bad model bundle)."""
-        from appliance.align.stage import AlignStage
-        from appliance.runtime.base import BackendUnavailable, ModelError
-        from appliance.runtime.bundle import BundleError
-        from appliance.vision.stage import FaceTrackingStage
-
-        try:
-            vision = FaceTrackingStage.from_config(cfg)
-        except (BackendUnavailable, BundleError, ModelError, OSError) as exc:
-            self.vision_error = str(exc)
-            log.error("vision disabled: %s", exc)
-            return [Passthrough()]
-        return [vision, AlignStage.from_config(cfg)]
 
     def _candidates(self, cfg: Config) -> Any:
         return candidates_for(self._source_override or cfg.source.uri, cfg.source.fallback)

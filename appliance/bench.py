@@ -22,15 +22,17 @@ def run_bench(
     fps: float,
     seconds: float,
     quality: int = 80,
-    vision: bool = False,
+    neural: bool = False,
 ) -> dict[str, Any]:
-    """Capture -> passthrough (or face tracking) -> MJPEG for ``seconds``; the figures."""
+    """Capture -> passthrough (or the daemon's own stages) -> MJPEG for ``seconds``."""
     stages: list[Stage] = [Passthrough()]
-    if vision:
-        from appliance.runtime.select import choose_backend
-        from appliance.vision.stage import FaceTrackingStage
+    if neural:
+        from appliance.app import build_stages
+        from appliance.config import Config
 
-        stages = [FaceTrackingStage(choose_backend())]
+        stages, error = build_stages(Config())
+        if error:
+            raise RuntimeError(error)
     pipeline = Pipeline(stages, [PreviewSink(JpegHub(), quality, 1000.0, always=True)])
     selector = SourceSelector(lambda: [source], lambda uri: open_source(uri, width, height, fps))
     capture = CaptureLoop(selector, pipeline.submit)
@@ -85,6 +87,8 @@ def format_report(result: dict[str, Any]) -> str:
 
 def main(args: Any) -> int:
     width, height = args.size
-    result = run_bench(args.source, width, height, args.fps, args.seconds, vision=args.vision)
+    result = run_bench(
+        args.source, width, height, args.fps, args.seconds, neural=args.stages == "daemon"
+    )
     print(json.dumps(result) if args.json else format_report(result))
     return 0

@@ -50,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=_size, default=(1280, 720), help="WxH (1280x720)")
     bench.add_argument("--fps", type=_positive, default=30.0, help="source frame rate (30)")
     bench.add_argument(
-        "--vision", action="store_true", help="run face tracking instead of a passthrough stage"
+        "--stages",
+        choices=["passthrough", "daemon"],
+        default="passthrough",
+        help="a passthrough stage (the frame path alone), or the daemon's own stages "
+        "(face tracking, framing) with their default settings",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 
