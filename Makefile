@@ -41,7 +41,7 @@ ENGINES_STAMP := $(ENGINES_VENV)/.installed
 
 .PHONY: engines
 engines: $(ENGINES_STAMP)
-	$(ENGINES_VENV)/bin/python -m engines build --allow-fp32-only $(ARGS)
+	$(ENGINES_VENV)/bin/python -m engines build $(ARGS)
 	$(ENGINES_VENV)/bin/python -m engines verify
 
 $(ENGINES_STAMP): engines/requirements.txt

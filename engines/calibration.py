@@ -5,6 +5,13 @@ repository (only two or three model-sized crops end up in each bundle's
 ``reference.npz``). The selection is fixed by a seed: per clip, ``2 * per_clip``
 distinct frame indices are drawn, sorted, and dealt alternately to the calibration
 and the evaluation split, so both spread over the whole clip and never share a frame.
+
+A third, **selection** split (``SELECTION_PER_CLIP`` frames per clip, its own seed
+``[seed, clip number, 1]``) is drawn from the frames that are neither calibration nor
+evaluation frames nor next to one. Choices about an INT8 model (which layers stay
+float, which calibration) are made on it (``engines/sensitivity.py``), so the
+evaluation frames stay held out for the gate alone. Adding it changed neither of the
+other two splits.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy as np
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEED = 20250115
 PER_CLIP = 8
+SELECTION_PER_CLIP = 8
 
 Progress = Callable[[str], None]
 
@@ -26,7 +34,7 @@ Progress = Callable[[str], None]
 class Frame:
     clip: str
     index: int
-    split: str  # "calibration" | "evaluation"
+    split: str  # "calibration" | "evaluation" | "selection"
     rgb: np.ndarray  # HxWx3 uint8
 
 
@@ -58,11 +66,22 @@ def _read(clip: Path, wanted: set[int]) -> dict[int, np.ndarray]:
     return got
 
 
+def selection_indices(
+    count: int, picked: list[int], number: int, seed: int, size: int
+) -> list[int]:
+    """Frames of one clip for the selection split: none picked, none next to one picked."""
+    near = {i + d for i in picked for d in (-1, 0, 1)}
+    free = [i for i in range(count) if i not in near]
+    rng = np.random.default_rng([seed, number, 1])
+    return sorted(int(i) for i in rng.choice(free, size=min(len(free), size), replace=False))
+
+
 def select_frames(
     data_dir: Path = DEFAULT_DATA,
     per_clip: int = PER_CLIP,
     seed: int = SEED,
     progress: Progress = print,
+    selection_per_clip: int = SELECTION_PER_CLIP,
 ) -> list[Frame]:
     import cv2
 
@@ -73,12 +92,17 @@ def select_frames(
         cap.release()
         rng = np.random.default_rng([seed, number])
         picked = sorted(rng.choice(count, size=min(count, 2 * per_clip), replace=False).tolist())
-        decoded = _read(clip, set(picked))
+        selection = selection_indices(count, picked, number, seed, selection_per_clip)
+        decoded = _read(clip, set(picked) | set(selection))
         for k, index in enumerate(picked):
             if index in decoded:
                 split = "calibration" if k % 2 == 0 else "evaluation"
                 frames.append(Frame(clip.name, index, split, decoded[index]))
-        progress(f"  frames: {clip.name}: {len(decoded)} of {count} (indices {picked})")
+        frames += [Frame(clip.name, i, "selection", decoded[i]) for i in selection if i in decoded]
+        progress(
+            f"  frames: {clip.name}: {len(decoded)} of {count} (indices {picked}; "
+            f"selection {selection})"
+        )
     return frames
 
 
@@ -87,4 +111,11 @@ def describe(per_clip: int = PER_CLIP, seed: int = SEED) -> str:
         "frames of ../shared/data/clips/*.mp4 (real talking-head clips, read in place): "
         f"per clip {2 * per_clip} distinct indices drawn with numpy default_rng([{seed}, "
         f"clip number]), sorted, dealt alternately to calibration and evaluation"
+    )
+
+
+def describe_selection(per_clip: int = SELECTION_PER_CLIP, seed: int = SEED) -> str:
+    return (
+        f"per clip {per_clip} more frames drawn with numpy default_rng([{seed}, clip number, "
+        "1]) among those that are neither calibration nor evaluation frames nor next to one"
     )

@@ -68,7 +68,7 @@ def build_manifest(
     return {
         "format": FORMAT,
         "name": spec.name,
-        "version": models.VERSION,
+        "version": spec.version,
         "created": models.CREATED,
         "description": spec.title,
         "provenance": {

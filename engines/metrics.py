@@ -43,10 +43,20 @@ def _points(flat: np.ndarray, n: int) -> np.ndarray:
     return flat.reshape(n, 3)
 
 
+def samples(spec: ModelSpec, fp32: Outputs, int8: Outputs) -> np.ndarray:
+    """The gate metric per sample (samples it does not apply to left out)."""
+    values = np.array([_GATES[spec.gate.metric](f, q) for f, q in zip(fp32, int8, strict=True)])
+    return values[np.isfinite(values)]
+
+
+def value(spec: ModelSpec, fp32: Outputs, int8: Outputs) -> float:
+    """The gate metric's mean, unrounded (what the gate compares to its threshold)."""
+    return float(samples(spec, fp32, int8).mean())
+
+
 def gate(spec: ModelSpec, fp32: Outputs, int8: Outputs) -> dict[str, Any]:
     """The model's INT8 accuracy gate, with per-sample figures summarized."""
-    values = np.array([_GATES[spec.gate.metric](f, q) for f, q in zip(fp32, int8, strict=True)])
-    values = values[np.isfinite(values)]
+    values = samples(spec, fp32, int8)
     mean = float(values.mean())
     passed = (
         mean >= spec.gate.threshold if spec.gate.higher_is_better else mean < spec.gate.threshold
