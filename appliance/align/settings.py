@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from appliance.pipeline.stage import settings_from
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,4 @@ class AlignSettings:
     @classmethod
     def from_config(cls, config: Any, current: AlignSettings | None = None) -> AlignSettings:
         """Fields of ``config.align`` where present, else ``current``'s (or defaults)."""
-        base = current or cls()
-        section = getattr(config, "align", None)
-        values = {f.name: getattr(section, f.name, getattr(base, f.name)) for f in fields(cls)}
-        return cls(**values)
+        return settings_from(cls, getattr(config, "align", None), current)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from appliance.frame import Frame
 
@@ -50,3 +51,14 @@ class Passthrough(Stage):
 
     def process(self, frame: Frame) -> Frame:
         return frame
+
+
+S = TypeVar("S")
+
+
+def settings_from(cls: type[S], section: Any, current: S | None = None) -> S:
+    """A stage's settings dataclass from a config section: the section's value for each
+    field it has, else ``current``'s (or the default). Stages stay free of the schema."""
+    base = current if current is not None else cls()
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    return cls(**{n: getattr(section, n, getattr(base, n)) for n in names})

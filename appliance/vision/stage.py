@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from appliance.frame import Frame
-from appliance.pipeline.stage import Stage
+from appliance.pipeline.stage import Stage, settings_from
 from appliance.runtime.base import Backend
 from appliance.runtime.bundle import factory_bundle_dir
 from appliance.vision.detect import FaceDetector
@@ -41,10 +41,7 @@ class VisionSettings:
     @classmethod
     def from_config(cls, config: Any, current: VisionSettings | None = None) -> VisionSettings:
         """Fields of ``config.vision`` where present, else ``current``'s (or defaults)."""
-        base = current or cls()
-        section = getattr(config, "vision", None)
-        values = {f.name: getattr(section, f.name, getattr(base, f.name)) for f in fields(cls)}
-        return cls(**values)
+        return settings_from(cls, getattr(config, "vision", None), current)
 
 
 @dataclass(frozen=True)
