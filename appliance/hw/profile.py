@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from appliance.paths import data_dir_candidates
+from appliance.paths import find_data_dir
 
 GENERIC_PROFILE = "generic-x86"
 COMPATIBLE_PATH = Path("/proc/device-tree/compatible")
@@ -470,23 +470,16 @@ def load_profiles(directory: str | os.PathLike[str] | None = None) -> list[Board
     return profiles
 
 
-def profile_dir_candidates() -> list[Path]:
-    """Where profiles are looked for, in order (see the module docstring)."""
-    return data_dir_candidates("hw", "hw", "APPLIANCE_HW_DIR")
-
-
 def default_profiles_dir() -> Path:
     """The first existing candidate; ProfileError listing all of them when none exists.
 
     ``$APPLIANCE_HW_DIR``, when set, is used as given (a wrong value is an error,
     not a reason to silently read some other directory).
     """
-    candidates = profile_dir_candidates()
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    raise ProfileError([f"no board profile directory found (tried {tried}; set APPLIANCE_HW_DIR)"])
+    try:
+        return find_data_dir("hw", "hw", "APPLIANCE_HW_DIR")
+    except FileNotFoundError as exc:
+        raise ProfileError([str(exc)]) from None
 
 
 # --- detection ---------------------------------------------------------------------------
