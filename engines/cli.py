@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import builtins
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from appliance.runtime.base import time_model
 from appliance.runtime.bundle import (
     PRECISIONS,
     BundleError,
@@ -135,30 +135,15 @@ def list_bundles(dirs: Sequence[Path]) -> int:
 
 def bench(dirs: Sequence[Path], runs: int = 200, threads: int = 1) -> int:
     """ms per inference of each shipped precision, ONNX Runtime CPU."""
-    import numpy as np
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    backend = OnnxRuntimeBackend(threads=threads)
     for d in bundle_dirs(dirs):
         m = load_manifest(d)
-        spec = m["inputs"][0]
-        x = np.random.default_rng(0).random(spec["shape"], dtype=np.float32)
         line = []
         for precision in PRECISIONS:
-            name = model_file(m, precision)
-            if name is None:
+            if model_file(m, precision) is None:
                 continue
-            s = ort.InferenceSession(str(d / name), options, providers=["CPUExecutionProvider"])
-            for _ in range(10):
-                s.run(None, {spec["name"]: x})
-            t = []
-            for _ in range(runs):
-                start = time.perf_counter()
-                s.run(None, {spec["name"]: x})
-                t.append(time.perf_counter() - start)
-            line.append(f"{precision} {1e3 * float(np.median(t)):.2f} ms")
+            seconds = time_model(backend.load(d, precision), runs, warmup=10)
+            line.append(f"{precision} {1e3 * seconds:.2f} ms")
         print(f"{m['name']:<22} {', '.join(line)}  (median of {runs}, {threads} thread)")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,18 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def load(self, bundle_dir: Path, precision: str = "auto") -> Model:
         """Load a verified bundle's model; ``auto`` picks the best precision here."""
+
+
+def time_model(model: Model, runs: int, warmup: int = 1) -> float:
+    """Median seconds per inference. Random inputs: all-zero ones run measurably faster
+    on CPU kernels, which would flatter the figure."""
+    rng = np.random.default_rng(0)
+    feeds = {s.name: rng.random(s.shape).astype(np.dtype(s.dtype)) for s in model.inputs}
+    for _ in range(warmup):  # the first runs allocate
+        model.run(feeds)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.run(feeds)
+        samples.append(time.perf_counter() - start)
+    return float(np.median(samples))

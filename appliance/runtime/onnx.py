@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from appliance.runtime.base import Backend, BackendUnavailable, Model, ModelError, TensorSpec
+from appliance.runtime.base import (
+    Backend,
+    BackendUnavailable,
+    Model,
+    ModelError,
+    TensorSpec,
+    time_model,
+)
 from appliance.runtime.bundle import load_verified, model_file
 
 log = logging.getLogger(__name__)
@@ -85,7 +91,7 @@ class OnnxRuntimeBackend(Backend):
         ]
         if len(models) == 1:
             return models[0]
-        timings = {m.precision: _time(m) for m in models}
+        timings = {m.precision: time_model(m, TIMING_RUNS) for m in models}
         best = min(models, key=lambda m: timings[m.precision])
         log.info(
             "%s: %s on this CPU (%s)",
@@ -94,15 +100,3 @@ class OnnxRuntimeBackend(Backend):
             ", ".join(f"{p} {t * 1000:.2f} ms" for p, t in timings.items()),
         )
         return best
-
-
-def _time(model: Model) -> float:
-    """Median seconds per inference on zero inputs (the cost does not depend on values)."""
-    feeds = {s.name: np.zeros(s.shape, np.dtype(s.dtype)) for s in model.inputs}
-    model.run(feeds)  # the first run allocates
-    samples = []
-    for _ in range(TIMING_RUNS):
-        start = time.perf_counter()
-        model.run(feeds)
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples))
