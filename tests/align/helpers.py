@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from appliance.align.stage import AlignStage
 from appliance.frame import Frame
+from appliance.vision.pose import canonical_face
 from appliance.vision.stage import Face
 
-_CANON = np.load(Path(__file__).resolve().parents[2] / "appliance/vision/data/canonical_face.npy")
 # Image axes (y down), centred on the box centre, unit forehead(10)-to-chin(152) height.
-_TEMPLATE = _CANON * np.array([1.0, -1.0, 1.0])
+_TEMPLATE = canonical_face() * np.array([1.0, -1.0, 1.0])
 _TEMPLATE = _TEMPLATE - (_TEMPLATE.min(axis=0) + _TEMPLATE.max(axis=0)) / 2
 _TEMPLATE = _TEMPLATE / float(np.hypot(*(_TEMPLATE[152, :2] - _TEMPLATE[10, :2])))
 
