@@ -15,7 +15,7 @@ from appliance.capture.base import Source
 from appliance.capture.discovery import candidates_for
 from appliance.capture.hotplug import HotplugMonitor
 from appliance.capture.loop import CaptureLoop
-from appliance.capture.selector import SourceSelector
+from appliance.capture.selector import Candidates, SourceSelector
 from appliance.capture.uri import open_source
 from appliance.config import Config, ConfigError, ConfigManager
 from appliance.logs import set_level
@@ -96,7 +96,7 @@ class Appliance:
 
     # -- wiring ---------------------------------------------------------------------
 
-    def _candidates(self, cfg: Config) -> Any:
+    def _candidates(self, cfg: Config) -> Candidates:
         return candidates_for(self._source_override or cfg.source.uri, cfg.source.fallback)
 
     def _open_source(self, uri: str) -> Source:
