@@ -46,6 +46,8 @@ def test_config_reference_lists_every_field_with_its_default() -> None:
             assert shown == "[" + ", ".join(value) + "]", key
         elif isinstance(value, bool):
             assert shown == str(value).lower(), key
+        elif value == "":
+            assert shown == '""', key
         else:
             assert shown == str(value), key
 

@@ -42,6 +42,10 @@ class AlignSettings:
     group: bool = True
     dwell_s: float = 1.0
     lock: str = "largest"
+    eye_contact: bool = False
+    eye_contact_max_deg: float = 20.0
+    frontalize: bool = False
+    frontalize_max_deg: float = 15.0
     output_width: int | None = None
     output_height: int | None = None
 

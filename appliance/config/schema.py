@@ -120,6 +120,36 @@ class AlignConfig(Section):
     widen_s: float = Field(
         4.0, gt=0, le=60, description="Seconds to widen to the full picture after that"
     )
+    eye_contact: bool = Field(
+        False, description="Redirect the gaze toward the lens by warping the eye regions"
+    )
+    eye_contact_max_deg: float = Field(
+        20.0, ge=5, le=40, description="Gaze angle beyond which eye contact fades out"
+    )
+    frontalize: bool = Field(
+        False, description="Turn the face toward the camera for small head turns"
+    )
+    frontalize_max_deg: float = Field(
+        15.0, ge=5, le=25, description="Head yaw/pitch beyond which frontalization is off"
+    )
+
+
+class BackgroundConfig(Section):
+    mode: Literal["off", "blur", "replace"] = Field(
+        "off", description="Keep, blur or replace what is behind the person"
+    )
+    blur: float = Field(
+        0.03, gt=0, le=0.2, description="Blur radius, fraction of the picture height"
+    )
+    image: str = Field(
+        "", description="Picture behind the person in replace mode (empty: the colour)"
+    )
+    color: str = Field(
+        "#30404a", pattern=r"^#[0-9a-fA-F]{6}$", description="Colour behind the person"
+    )
+    stability: float = Field(
+        0.6, ge=0, lt=1, description="Temporal smoothing of the person mask (0: none)"
+    )
 
 
 class WebConfig(Section):
@@ -160,6 +190,7 @@ class Config(Section):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     vision: VisionConfig = Field(default_factory=VisionConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
+    background: BackgroundConfig = Field(default_factory=BackgroundConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
