@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from appliance.align.framing import Crop, Framer, clamp_crop, largest_crop_height
+from appliance.align.frontalize import Frontalizer
 from appliance.align.geometry import FaceGeom, measure
 from appliance.align.level import Leveller, apply, fit_rotated, invert, output_to_source
 from appliance.align.settings import AlignSettings
@@ -35,6 +36,7 @@ class AlignStage(Stage):
         self.settings = settings or AlignSettings()
         self.framer: Framer | None = None
         self.leveller = Leveller(self.settings)
+        self.frontalizer = Frontalizer(self.settings)
         self._geometry: tuple[tuple[int, int], tuple[int, int]] | None = None
 
     @classmethod
@@ -51,6 +53,7 @@ class AlignStage(Stage):
             self.framer = None  # start again from the full frame, not from a stale crop
         self.settings = settings
         self.leveller.configure(settings)
+        self.frontalizer.configure(settings)
         if self.framer is not None:
             self.framer.configure(settings)
 
@@ -62,10 +65,29 @@ class AlignStage(Stage):
 
     def process(self, frame: Frame) -> Frame:
         s = self.settings
+        if not s.enabled:
+            return frame
+        size = (frame.width, frame.height)
+        if s.framing or s.level or self.output_size(*size) != size:
+            self._reframe(frame)
+        if s.frontalize:
+            self._retouch(frame)
+        return frame
+
+    def _retouch(self, frame: Frame) -> None:
+        """Frontalization (then eye contact) on the output picture, face by face."""
+        faces = frame.meta.get("faces") or []
+        to_output = frame.meta.get("align_matrix", np.eye(2, 3))
+        if self.settings.frontalize:
+            faces = self.frontalizer.apply(frame.image, faces, to_output, frame.t_capture)
+            frame.meta.setdefault("retouch", {})["frontalize"] = dict(self.frontalizer.last)
+        if "faces" in frame.meta:
+            frame.meta["faces"] = faces
+
+    def _reframe(self, frame: Frame) -> None:
+        s = self.settings
         size = (frame.width, frame.height)
         out_size = self.output_size(*size)
-        if not s.enabled or (not s.framing and not s.level and out_size == size):
-            return frame
         faces = frame.meta.get("faces") or []
         geoms = [g for g in map(measure, faces) if g is not None]
         aspect = out_size[0] / out_size[1]
@@ -99,7 +121,6 @@ class AlignStage(Stage):
         if "faces" in frame.meta:
             frame.meta["faces_source"] = faces
             frame.meta["faces"] = [map_face(f, to_output) for f in faces]
-        return frame
 
     @staticmethod
     def _primary(geoms: list[FaceGeom]) -> list[FaceGeom]:
