@@ -86,9 +86,24 @@ def format_report(result: dict[str, Any]) -> str:
 
 
 def main(args: Any) -> int:
+    if args.part == "tracking":
+        return _main_tracking(args)
+    if args.part == "align":
+        from appliance.align.bench import main as align_main
+
+        return align_main(args)
     width, height = args.size
     result = run_bench(
         args.source, width, height, args.fps, args.seconds, neural=args.stages == "daemon"
     )
     print(json.dumps(result) if args.json else format_report(result))
+    return 0
+
+
+def _main_tracking(args: Any) -> int:
+    from appliance.vision.bench import bench_tracking, format_tracking
+
+    sizes = sorted({(640, 360), tuple(args.size)})
+    result = bench_tracking(seconds=args.seconds, sizes=sizes)  # type: ignore[arg-type]
+    print(json.dumps(result) if args.json else format_tracking(result))
     return 0

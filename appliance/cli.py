@@ -44,7 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     check.add_argument("--print", action="store_true", help="print the config with defaults")
 
-    bench = sub.add_parser("bench", help="measure the frame path: latency, fps, drops")
+    bench = sub.add_parser(
+        "bench", help="figures: the frame path (latency, fps, drops), tracking, alignment"
+    )
+    bench.add_argument(
+        "part",
+        nargs="?",
+        choices=["frame-path", "tracking", "align"],
+        default="frame-path",
+        help="frame-path: capture -> stages -> MJPEG, paced (default); tracking: the face "
+        "tracker alone on one core per size; align: each alignment feature on one core",
+    )
     bench.add_argument("--source", default="synthetic://", help="source URI (synthetic://)")
     bench.add_argument("--seconds", type=_positive, default=10.0, help="measuring time (10)")
     bench.add_argument("--size", type=_size, default=(1280, 720), help="WxH (1280x720)")
@@ -61,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     hw = sub.add_parser("hw", help="detected board and the backend each part will use")
     hw.add_argument("--json", action="store_true", help="print one JSON object")
 
+    from appliance.align.cli import add_align_parser
     from engines.cli import add_engines_parser  # light: the converters load in build only
 
+    add_align_parser(sub)
     add_engines_parser(sub)
     return parser
 
@@ -125,6 +137,12 @@ def _cmd_hw(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_align(args: argparse.Namespace) -> int:
+    from appliance.align.cli import main as align_main
+
+    return align_main(args)
+
+
 def _cmd_engines(args: argparse.Namespace) -> int:
     return int(args.engines_func(args))
 
@@ -134,6 +152,7 @@ COMMANDS = {
     "check-config": _cmd_check_config,
     "bench": _cmd_bench,
     "hw": _cmd_hw,
+    "align": _cmd_align,
     "engines": _cmd_engines,
 }
 

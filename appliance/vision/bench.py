@@ -1,6 +1,6 @@
 """Face tracking figures on one core: detection, mesh, iris, pose ms and fps per size.
 
-``appliance bench`` calls :func:`bench_tracking`; it runs the tracker directly on frames
+``appliance bench tracking`` calls :func:`bench_tracking`; it runs the tracker directly on frames
 (no capture pacing, no queues) so the figures are the vision work alone. ONNX Runtime
 runs each network on one intra-op thread and OpenCV is held to one thread for the run.
 """
@@ -139,3 +139,19 @@ def bench_tracking(
         cv2.setNumThreads(threads)
         stage.close()
     return result
+
+
+def format_tracking(result: dict[str, Any]) -> str:
+    precision = ", ".join(f"{k} {v}" for k, v in result["precision"].items())
+    lines = [
+        f"face tracking on {result['backend']} ({result['threads']} thread): {precision}",
+        f"{'size':<11}{'fps':>7}{'frame p50':>11}{'p99':>8}{'detect':>9}{'mesh':>8}"
+        f"{'iris':>8}{'pose':>8}  (ms; detect/mesh/iris/pose per call)",
+    ]
+    for size, r in result["sizes"].items():
+        lines.append(
+            f"{size:<11}{r['fps']:>7.1f}{r['frame_ms']['p50']:>11.2f}{r['frame_ms']['p99']:>8.2f}"
+            f"{r['detect_ms']['p50']:>9.2f}{r['mesh_ms']['p50']:>8.2f}"
+            f"{r['iris_ms']['p50']:>8.2f}{r['pose_ms']['p50']:>8.2f}"
+        )
+    return "\n".join(lines)
