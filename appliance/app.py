@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import __version__
+from appliance.background.stage import check_background
 from appliance.capture.base import Source
 from appliance.capture.discovery import candidates_for
 from appliance.capture.hotplug import HotplugMonitor
@@ -53,16 +54,24 @@ def build_stages(cfg: Config) -> tuple[list[Stage], str]:
     streams: the picture is never held hostage by a bad model bundle.
     """
     from appliance.align.stage import AlignStage
+    from appliance.background.stage import BackgroundStage
     from appliance.runtime.base import BackendUnavailable, ModelError
     from appliance.runtime.bundle import BundleError
     from appliance.vision.stage import FaceTrackingStage
 
+    model_errors = (BackendUnavailable, BundleError, ModelError, OSError)
     try:
         vision = FaceTrackingStage.from_config(cfg)
-    except (BackendUnavailable, BundleError, ModelError, OSError) as exc:
+    except model_errors as exc:
         log.error("vision disabled: %s", exc)
         return [Passthrough()], str(exc)
-    return [vision, AlignStage.from_config(cfg)], ""
+    stages: list[Stage] = [vision, AlignStage.from_config(cfg)]
+    try:
+        stages.append(BackgroundStage.from_config(cfg, backend=vision.backend))
+    except model_errors as exc:  # framing still works without the segmentation model
+        log.error("background disabled: %s", exc)
+        return stages, f"background: {exc}"
+    return stages, ""
 
 
 class Appliance:
@@ -92,6 +101,7 @@ class Appliance:
             self.web = WebServer(create_app(self, loopback), cfg.web.bind, cfg.web.port)
         self.started_at = 0.0
         config.add_check(check_web_address)
+        config.add_check(check_background)
         config.subscribe(self._apply_config)
 
     # -- wiring ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from appliance.app import Appliance
-from appliance.config import ConfigManager, parse_config
+from appliance.config import ConfigError, ConfigManager, parse_config
 from appliance.runtime.bundle import BundleError, factory_bundle_dir, load_manifest, model_file
 from tests.conftest import wait_until
 
@@ -29,7 +29,7 @@ def test_the_face_tracker_runs_on_the_synthetic_face() -> None:
         assert wait_until(lambda: len(faces) > 10, timeout=10.0)
     finally:
         assert app.stop() == []
-    assert [s.name for s in app.pipeline.stages] == ["vision", "align"]
+    assert [s.name for s in app.pipeline.stages] == ["vision", "align", "background"]
     assert sum(1 for f in faces if f) >= len(faces) - 2  # found on (nearly) every frame
 
 
@@ -48,6 +48,47 @@ def test_a_tampered_model_bundle_is_refused_and_the_camera_still_streams(
         assert app.status()["vision"]["error"] == app.vision_error
     finally:
         assert app.stop() == []
+
+
+def test_background_follows_the_config_live_and_a_bad_picture_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    config = parse_config({"source": {"uri": "synthetic://", "width": 320, "height": 180}})
+    manager = ConfigManager(config)
+    app = Appliance(manager, web=False)
+    modes: list[object] = []
+    app.preview.always = True
+    original = app.preview.consume
+
+    def spy(frame):  # type: ignore[no-untyped-def]
+        modes.append((frame.meta.get("background") or {}).get("mode"))
+        return original(frame)
+
+    app.preview.consume = spy  # type: ignore[method-assign]
+    app.start()
+    try:
+        assert wait_until(lambda: len(modes) > 3, timeout=10.0)
+        assert set(modes) == {None}  # off by default: the model does not even run
+        manager.update({"background": {"mode": "blur"}})
+        assert wait_until(lambda: modes[-1] == "blur", timeout=5.0)
+        with pytest.raises(ConfigError, match=r"background\.image"):
+            manager.update({"background": {"mode": "replace", "image": str(tmp_path / "no.png")}})
+        assert manager.config.background.mode == "blur"
+        count = len(modes)
+        assert wait_until(lambda: len(modes) > count + 3, timeout=5.0)
+        assert set(modes[count:]) == {"blur"}
+    finally:
+        assert app.stop() == []
+
+
+def test_a_bad_segmentation_bundle_leaves_framing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APPLIANCE_BUNDLES_DIR", str(tampered_copy(tmp_path, "selfie_segmentation")))
+    config = parse_config({"source": {"uri": "synthetic://", "width": 320, "height": 180}})
+    app = Appliance(ConfigManager(config), web=False)
+    assert [s.name for s in app.pipeline.stages] == ["vision", "align"]
+    assert app.vision_error.startswith("background: ") and "sha256 mismatch" in app.vision_error
 
 
 def tampered_copy(tmp_path: Path, model: str = "face_mesh") -> Path:

@@ -7,8 +7,6 @@ with real tracking, and the stage's cost at 1280x720 on one core.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Iterable, Iterator
 
 import cv2
@@ -21,7 +19,6 @@ from appliance.align.stage import AlignStage
 from appliance.capture.synthetic import SyntheticSource
 from appliance.frame import Frame
 from appliance.vision.stage import FaceTrackingStage
-from tests.align.helpers import fake_face
 from tests.conftest import shared_data
 
 W, H = 640, 360  # tracking at this size keeps the tests fast
@@ -172,25 +169,3 @@ def test_real_tracking_still_head_and_step(tracking: FaceTrackingStage) -> None:
     assert std.max() < 0.5
     assert abs(size - 0.2 * W) < 0.03 * W
     assert settle < 1.0 and overshoot < 0.05
-
-
-def test_benchmark_1280x720_one_core() -> None:
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        stage = AlignStage()
-        image = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), np.uint8)
-        face = fake_face(600, 320, 110, roll_deg=5.0)
-        times = []
-        for i in range(150):
-            frame = Frame(image, i, t_capture=i / 30.0, meta={"faces": [face]})
-            start = time.perf_counter()
-            stage.process(frame)
-            times.append(time.perf_counter() - start)
-    finally:
-        cv2.setNumThreads(threads)
-    ms = np.array(times[30:]) * 1e3
-    p50, p99 = np.median(ms), np.percentile(ms, 99)
-    print(f"\nalign stage 1280x720, one core: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-    assert math.isfinite(float(np.median(ms)))
-    assert np.median(ms) < 33.0  # must fit a 30 fps frame alongside tracking
