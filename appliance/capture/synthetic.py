@@ -1,5 +1,8 @@
 """A synthetic camera: a moving, talking, blinking face with ground truth.
 
+The eyes look at the lens, or away from it by a chosen angle (``gaze_deg``), for testing
+eye contact.
+
 The face is scikit-image's astronaut portrait (``skimage/data/astronaut.png``, public
 domain, NASA), cut out along a hand-checked outline and composited on a room-like
 background. Every motion is a deterministic function of the frame index and the seed,
@@ -81,6 +84,17 @@ _STEP_TAKES = 0.8  # s; ... and the shift takes this long
 _BLINK = (0.045, 0.025, 0.080)  # s: lid closing, closed, opening (150 ms in all)
 _INTERIOR_TOP = np.array((14, 10, 18), np.float32)  # BGR mouth interior under the teeth
 _INTERIOR_LOW = np.array((36, 40, 104), np.float32)  # ... and toward the tongue
+# Gaze: the photo's own gaze is taken as "at the lens". An eye turning by an angle moves its
+# iris by the eyeball's radius times the sine (12 mm from the centre of rotation to the
+# iris), scaled to the photo by the inter-pupil distance (63 mm, an adult's average).
+_EYEBALL_MM, _IPD_MM = 12.0, 63.0
+# The iris discs (centre x, y): the limbus circles fitted to the photo's grey levels sit
+# 0.7-0.9 px below the pupils' dark centroids (the upper lid hides the top of the iris).
+_LEFT_IRIS = (203.2, 100.2)
+_RIGHT_IRIS = (246.3, 102.6)
+_IRIS_R = 3.9  # photo px: the iris with its dark limbal ring
+_WHITE_R = 4.6  # photo px: the white is redrawn out to here, so no old limbus shows
+_MAX_GAZE_DEG = 30.0  # beyond this the iris would leave the eye opening
 
 
 def _photo_path() -> Path:
@@ -294,6 +308,14 @@ class _MouthWarp:
         dst[self.roi] = warped
 
 
+def _gaze_shift(gaze_deg: tuple[float, float], s0: float) -> tuple[float, float]:
+    """Sprite px the irises move for a gaze of (right, down) degrees."""
+    ipd = math.hypot(RIGHT_EYE[0] - LEFT_EYE[0], RIGHT_EYE[1] - LEFT_EYE[1])
+    radius = _EYEBALL_MM * ipd / _IPD_MM * s0
+    x, y = (math.radians(a) for a in gaze_deg)
+    return radius * math.sin(x) * math.cos(y), radius * math.sin(y)
+
+
 class _EyeWarp:
     """A blink: the upper-lid skin stretches down over the eye, lash line leading.
 
@@ -334,6 +356,62 @@ class _EyeWarp:
         self.lower = corner + (low - mid) * arch
         self.lash, self.skin = lash, skin
         self.map_x, self.map_y = gx, gy
+
+    def look(
+        self,
+        sprite: np.ndarray,
+        centre: tuple[float, float],
+        radius: float,
+        shift: tuple[float, float],
+        clear: float,
+    ) -> None:
+        """Turn the eyeball in ``sprite`` (in place): the iris disc (``centre``,
+        ``radius``, sprite px) moves by ``shift`` as a rigid piece over the white, seen
+        through the eye opening only; the white is redrawn out to ``clear``.
+
+        A different model from the eye-contact warp (which stretches the white): the
+        white under the iris is filled row by row from either side of the disc, the
+        iris is pasted back moved, and the lids occlude it. What the lids hid (of the
+        iris, of the white) is taken from the nearest visible row of its column.
+        """
+        patch = sprite[self.roi][..., :3].astype(np.float32)
+        x, y = self.map_x, self.map_y
+        x0, y0 = float(x[0, 0]), float(y[0, 0])
+        opening = np.clip(
+            np.minimum(y + 0.5, self.lower) - np.maximum(y - 0.5, self.upper), 0.0, 1.0
+        )[..., None]
+        columns = x[0]
+
+        def visible(at_x: np.ndarray) -> np.ndarray:
+            """The eye at (at_x, y), rows clamped into the opening of that column."""
+            top = np.interp(at_x, columns, self.upper) + 0.5
+            bottom = np.maximum(np.interp(at_x, columns, self.lower) - 0.5, top)
+            at_y = np.clip(y, top, bottom)
+            return cv2.remap(
+                patch,
+                (at_x - x0).astype(np.float32),
+                (at_y - y0).astype(np.float32),
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+
+        px, py = centre
+        r = np.hypot(x - px, y - py)
+        iris = np.clip(radius + 0.5 - r, 0.0, 1.0)
+        # The white behind the iris: per row, between the pixels just left and right of it.
+        chord = np.sqrt(np.clip(clear * clear - (y - py) ** 2, 0.0, None)) + 1.0
+        left, right = visible(px - chord), visible(px + chord)
+        w = np.clip((x - (px - chord)) / (2.0 * chord), 0.0, 1.0)[..., None]
+        under = np.clip(clear + 0.5 - r, 0.0, 1.0)[..., None]
+        white = patch + (left + (right - left) * w - patch) * under
+        move = np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]], np.float32)
+        size = (patch.shape[1], patch.shape[0])
+        disc = visible(x) * iris[..., None]
+        moved = cv2.warpAffine(disc, move, size, flags=cv2.INTER_LINEAR)
+        cover = cv2.warpAffine(iris, move, size, flags=cv2.INTER_LINEAR)[..., None]
+        eye = moved + white * (1.0 - cover)
+        out = patch + (eye - patch) * opening
+        sprite[self.roi][..., :3] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
     def apply(self, src: np.ndarray, dst: np.ndarray, closed: float) -> None:
         if closed <= 0.0:
@@ -431,7 +509,14 @@ def _room(width: int, height: int, seed: int) -> np.ndarray:
 class _Scene:
     """The assets at one output size, and the renderer."""
 
-    def __init__(self, width: int, height: int, seed: int, noise: float) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        seed: int,
+        noise: float,
+        gaze_deg: tuple[float, float] = (0.0, 0.0),
+    ) -> None:
         path = _photo_path()
         photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if photo is None or photo.shape[:2] != (512, 512):
@@ -470,7 +555,6 @@ class _Scene:
         # Premultiplied by alpha, so that bilinear warps do not bleed edge colours.
         premul = sprite_bgr.astype(np.float32) * (a8.astype(np.float32) / 255.0)[..., None]
         self.sprite = np.ascontiguousarray(np.dstack([(premul + 0.5).astype(np.uint8), a8]))
-        self.work = self.sprite.copy()  # the sprite with this frame's mouth and eyes
         self.centre_sprite = _apply(level, *self.centre_photo)
         shape = (int(sh), int(sw))
         self.mouth = _MouthWarp(level, self.s0, shape)
@@ -478,6 +562,13 @@ class _Scene:
             _EyeWarp(level, self.s0, LEFT_EYE, _LEFT_LIDS, shape),
             _EyeWarp(level, self.s0, RIGHT_EYE, _RIGHT_LIDS, shape),
         )
+        self.gaze_deg = gaze_deg
+        self.gaze_shift = _gaze_shift(gaze_deg, self.s0)
+        if any(gaze_deg):
+            for eye, disc in zip(self.eyes, (_LEFT_IRIS, _RIGHT_IRIS), strict=True):
+                at = _apply(level, *disc)
+                eye.look(self.sprite, at, _IRIS_R * self.s0, self.gaze_shift, _WHITE_R * self.s0)
+        self.work = self.sprite.copy()  # the sprite with this frame's mouth and eyes
         self.corners = np.array([[0, 0], [sw, 0], [0, sh], [sw, sh]], np.float64)
 
         # Sensor noise from a bank of precomputed fields, cropped at a per-frame offset:
@@ -533,10 +624,14 @@ class _Scene:
         return out, self._truth(pose, m)
 
     def _truth(self, pose: Pose, m: np.ndarray) -> dict[str, Any]:
-        def frame_pt(p: tuple[float, float], drop: bool = False) -> tuple[float, float]:
+        def frame_pt(
+            p: tuple[float, float], drop: bool = False, look: bool = False
+        ) -> tuple[float, float]:
             x, y = _apply(self.to_sprite, *p)
             if drop:  # points under the teeth move with the jaw
                 y += self.mouth.drop(x, y, pose.mouth_open)
+            if look:  # pupils move with the gaze
+                x, y = x + self.gaze_shift[0], y + self.gaze_shift[1]
             return _apply(m, x, y)
 
         upper, lower = frame_pt(UPPER_LIP), frame_pt(LOWER_LIP, drop=True)
@@ -551,8 +646,11 @@ class _Scene:
             "roll_deg": pose.roll_deg,
             "scale": pose.scale,
             "face_scale_px": self.s0 * pose.scale,  # frame px per photo px
-            "left_eye": frame_pt(LEFT_EYE),
-            "right_eye": frame_pt(RIGHT_EYE),
+            "left_eye": frame_pt(LEFT_EYE, look=True),
+            "right_eye": frame_pt(RIGHT_EYE, look=True),
+            "left_eye_centre": frame_pt(LEFT_EYE),
+            "right_eye_centre": frame_pt(RIGHT_EYE),
+            "gaze": self.gaze_deg,
             "nose_tip": frame_pt(NOSE_TIP),
             "mouth_left": frame_pt(MOUTH_LEFT),
             "mouth_right": frame_pt(MOUTH_RIGHT),
@@ -573,15 +671,23 @@ class SyntheticSource(Source):
     about), ``face_box`` (x0, y0, x1, y1: the axis-aligned box around the rolled face
     rectangle, forehead to chin), ``left_eye``/``right_eye`` (pupils; left = image left),
     ``nose_tip``, ``mouth_left``/``mouth_right`` (corners), ``upper_lip``/``lower_lip``,
-    ``mouth_center`` (midway between the lips), ``chin``; and ``roll_deg`` (degrees,
+    ``mouth_center`` (midway between the lips), ``chin``; ``left_eye_centre`` /
+    ``right_eye_centre`` (where the pupils are when looking at the lens: the photo's own
+    gaze; equal to the pupils at ``gaze_deg`` 0) and ``gaze`` (right, down: the
+    source's gaze, degrees); and ``roll_deg`` (degrees,
     positive = counter-clockwise as seen in the image, so the right eye is higher than the
     left; the photo's own tilt is levelled, so this is the eye-line angle), ``scale`` (1 =
     nominal face size, face box 30% of the frame height), ``mouth_open`` and ``eyes_open``
     (0..1), ``index`` and ``t`` (scene time, s).
 
-    Frame ``n`` depends only on (n, width, height, fps, seed, noise): ``render(n)`` gives the
-    same image and truth as the ``n``-th ``read()``. One thread at a time: frames are drawn
-    through a shared scratch sprite.
+    ``gaze_deg`` turns both eyes down (positive) or up by that many degrees, ``gaze_x_deg``
+    toward the image right (positive) or left; at 0 (the default) the eyes are the photo's.
+    The iris moves by a 12 mm eyeball's radius times the sine of the angle, the face's
+    scale taken from a 63 mm inter-pupil distance (at 1280x720, 10 degrees is 2.8 px).
+
+    Frame ``n`` depends only on (n, width, height, fps, seed, noise, gaze): ``render(n)``
+    gives the same image and truth as the ``n``-th ``read()``. One thread at a time: frames
+    are drawn through a shared scratch sprite.
     """
 
     def __init__(
@@ -592,6 +698,8 @@ class SyntheticSource(Source):
         seed: int = 0,
         uri: str = "synthetic://",
         noise: float = 0.0,
+        gaze_deg: float = 0.0,
+        gaze_x_deg: float = 0.0,
     ) -> None:
         if width < 64 or height < 48:
             raise ValueError(f"synthetic source needs at least 64x48, got {width}x{height}")
@@ -599,6 +707,10 @@ class SyntheticSource(Source):
             raise ValueError(f"synthetic source needs a positive fps, got {fps}")
         if noise < 0.0:
             raise ValueError(f"noise is a standard deviation, got {noise}")
+        for name, angle in (("gaze_deg", gaze_deg), ("gaze_x_deg", gaze_x_deg)):
+            if not abs(angle) <= _MAX_GAZE_DEG:
+                raise ValueError(f"{name} must be within +-{_MAX_GAZE_DEG:g}, got {angle}")
+        self.gaze = (float(gaze_x_deg), float(gaze_deg))
         self.uri = uri
         self.seed = seed
         key = seed % (1 << 64)  # numpy's generators take no negative seeds
@@ -658,7 +770,7 @@ class SyntheticSource(Source):
 
     def _prepare(self) -> _Scene:
         if self._scene is None:
-            self._scene = _Scene(self._width, self._height, self._key, self.noise)
+            self._scene = _Scene(self._width, self._height, self._key, self.noise, self.gaze)
         return self._scene
 
 

@@ -1,0 +1,445 @@
+"""Eye contact: the irises are moved toward the lens by warping inside the eye openings.
+
+Gaze. Per eye, the *eye centre* is midway between the corners along the eye line and
+midway between the lid margins across it (face-mesh corners 33/133 and 362/263, the three
+middle points of each lid). The gaze offset is the iris centre less the eye centre, made
+an angle with a physiological eyeball (the iris 12 mm in front of the eye's centre of
+rotation; the face's scale from the outer eye corners, 89 mm on the canonical face). The
+two eyes' angles are averaged and both eyes get that one correction: tracker noise is
+per eye, and eyes moved by different amounts would squint.
+
+Target. Vertically it is the eye centre: the upper lid follows the eye's vertical
+rotation, and the head pitch of a canonical-face fit carries a per-person bias of several
+degrees, as large as the correction. Horizontally the lids do not follow and the yaw is
+well determined, so the target is where an eye looking *at the lens* shows its iris: the
+direction from the eye to the camera in head coordinates (head turn and the face's place
+in the picture, from the head pose). A turned head that looks at the camera is left alone.
+
+Warp. One ``cv2.remap`` of a small region per eye, a backward map: the iris disc shifts
+rigidly and the shift fades out radially over one more iris radius (or twice the shift),
+so the white stretches behind the iris and compresses ahead of it; the map stays
+one-to-one (shift at most ``MAX_SHIFT`` iris radii). The result replaces the picture only
+inside the eyelid contour, blended over its last pixel, so lids, lashes and skin never
+move: ahead of the iris the lid occludes it, and behind it what the lid hid is read as
+more of what it shows (each column's rows beyond the lid repeat the last row inside it),
+so an iris leaving a lid uncovers iris or white, never a lid pulled into the eye.
+
+Fading. The strength goes smoothly to 0 when the gaze is far away (beyond
+``eye_contact_max_deg``: the person looks at something else on purpose; full strength up
+to half of it), when the eyes close (the lid aperture against the face's own recent
+open aperture, so narrow eyes are not taken for closed ones), when the head is turned
+(yaw or pitch 15 -> 25 degrees), when the eyes are a few pixels wide, and it is 0 when
+a landmark is not finite or an eye is not wholly in the picture. Gaze and blinks act at
+once (the eye's own motion hides the change); the rest, and a new face, ease in over
+``RISE_S``.
+
+Measured limits (tests/align/test_gaze.py). The face-mesh and iris networks see only
+part of an iris movement relative to the lids: on the synthetic source a 10-degree gaze
+reads as 5-6 degrees, and when this warp moves a real eye's iris the tracker sees 40-100%
+of a horizontal shift but only 5-35% of a vertical one (their training couples lids and
+gaze). So the correction is partial: end to end on the synthetic source, the irises of a
+gaze 10 degrees below the lens move half of the way to the eye centre (97% with exact
+landmarks). It is not scaled up, on purpose: that would scale the estimate's per-person
+bias and noise with it, and an over-corrected gaze (looking above the lens) is worse than
+a partial one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import lru_cache
+from typing import Any
+
+import cv2
+import numpy as np
+
+from appliance.align.settings import AlignSettings
+from appliance.vision.overlay import LEFT_EYE, RIGHT_EYE
+from appliance.vision.pose import HeadPose, canonical_face
+
+EYEBALL_MM = 12.0  # iris centre to the eye's centre of rotation
+OUTER_CORNERS = (33, 263)  # image left, image right on a frontal face
+
+
+@dataclasses.dataclass(frozen=True)
+class EyeIndices:
+    """Face-mesh indices of one eye; ``iris`` is its row in ``Face.iris``."""
+
+    iris: int
+    corners: tuple[int, int]  # image-left, image-right on a frontal face
+    upper: tuple[int, ...]  # the middle of the upper lid margin
+    lower: tuple[int, ...]
+    contour: tuple[int, ...]  # the eyelid contour, a closed loop
+
+
+EYES = (
+    EyeIndices(0, (33, 133), (160, 159, 158), (144, 145, 153), RIGHT_EYE),
+    EyeIndices(1, (362, 263), (387, 386, 385), (373, 374, 380), LEFT_EYE),
+)
+
+GAZE_FULL = 0.5  # full strength up to this fraction of eye_contact_max_deg
+HEAD_FULL_DEG, HEAD_MAX_DEG = 15.0, 25.0  # head yaw/pitch: full strength, off
+BLINK_FROM, BLINK_FULL = 0.65, 0.85  # aperture / the face's open aperture: closed, open
+CLOSED_FROM, CLOSED_FULL = 0.05, 0.10  # aperture / eye width, for a face without history
+OPEN_RISE_S, OPEN_FALL_S = 0.5, 3.0  # the open-aperture reference follows these
+SIZE_FROM, SIZE_FULL = 8.0, 14.0  # eye width, px: too small to warp, full strength
+MAX_SHIFT = 0.6  # of the iris radius: keeps the backward map one-to-one
+MAX_SHIFT_APERTURE = 0.35  # of the lid aperture: a narrow eye has little iris to move
+RISE_S = 0.15  # time constant with which the strength rises (it falls at once)
+IRIS_OF_WIDTH = 0.2  # iris radius / eye width, when the tracker gives none
+MIN_SHIFT_PX = 0.05  # below this a warp changes nothing visible
+LID_MARGIN = 1  # rows of the opening next to a lid not copied under it (lashes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Eye:
+    """One eye measured in image pixels."""
+
+    centre: np.ndarray  # (2,) the eye centre
+    iris: np.ndarray  # (2,) tracked iris centre
+    radius: float  # iris radius, px
+    width: float  # corner to corner, px
+    openness: float  # lid aperture / width
+    contour: np.ndarray  # (16, 2) eyelid contour
+
+    @property
+    def offset_px(self) -> np.ndarray:
+        """Iris centre less eye centre, image px."""
+        return self.iris - self.centre
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaze:
+    """A face's two eyes and its gaze; angles as sines in the face's (u, v) axes."""
+
+    eyes: tuple[Eye, Eye]
+    u: np.ndarray  # (2,) along the eye line, image left to right on a frontal face
+    v: np.ndarray  # (2,) across it, downward on an upright face
+    eyeball_px: float  # EYEBALL_MM in pixels
+    offset: np.ndarray  # (2,) mean over both eyes of (iris - target) / eyeball_px
+    angle_deg: float  # the gaze's angle away from the lens
+
+    @property
+    def openness(self) -> float:
+        return min(e.openness for e in self.eyes)
+
+    @property
+    def width(self) -> float:
+        return min(e.width for e in self.eyes)
+
+    @property
+    def aperture_px(self) -> float:
+        return min(e.openness * e.width for e in self.eyes)
+
+
+@dataclasses.dataclass(frozen=True)
+class _State:
+    value: float  # strength before the blink factor
+    t: float
+    open_ref: float  # the face's open aperture / width, nan until measured
+
+
+class EyeContact:
+    """``apply(image, faces, t)`` moves each face's irises toward the lens, in place.
+
+    ``faces`` are in ``image`` pixels (``vision.stage.Face``: landmarks, irises, pose,
+    id); ``t`` is the frame's time in seconds. ``last`` holds the strength (0..1) each
+    face got in the last call, by face id.
+    """
+
+    def __init__(self, settings: AlignSettings) -> None:
+        self.settings = settings
+        self.last: dict[int, float] = {}
+        self._states: dict[int, _State] = {}
+
+    def configure(self, settings: AlignSettings) -> None:
+        self.settings = settings
+
+    def apply(self, image: np.ndarray, faces: list[Any], t: float) -> np.ndarray:
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            return image
+        states: dict[int, _State] = {}
+        last: dict[int, float] = {}
+        for face in faces or []:
+            key = _face_id(face)
+            gaze = measure(face, image.shape)
+            state = self._step(self._states.get(key), face, gaze, t)
+            strength = 0.0 if gaze is None else state.value * _open_factor(gaze, state)
+            if gaze is not None and strength > 0.0:
+                _correct(image, gaze, strength)
+            states[key], last[key] = state, strength
+        self._states, self.last = states, last
+        return image
+
+    def _wanted(self, face: Any, gaze: Gaze) -> float:
+        """The strength this face's measurements allow, before smoothing in time."""
+        far = self.settings.eye_contact_max_deg
+        return (
+            _fade(gaze.angle_deg, GAZE_FULL * far, far)
+            * _turn_factor(face, gaze)
+            * _ramp(gaze.width, SIZE_FROM, SIZE_FULL)
+        )
+
+    def _step(self, previous: _State | None, face: Any, gaze: Gaze | None, t: float) -> _State:
+        t = float(t) if math.isfinite(t) else (previous.t if previous else 0.0)
+        if previous is None:  # a new face eases in: an id may be a face found again
+            previous = _State(0.0, t, math.nan)
+        dt = max(0.0, t - previous.t)
+        wanted = 0.0 if gaze is None else self._wanted(face, gaze)
+        if wanted <= previous.value:
+            value = wanted  # a look away or a turn: off at once, the motion hides it
+        else:
+            value = previous.value + _follow(dt, RISE_S) * (wanted - previous.value)
+        ref = previous.open_ref
+        if gaze is not None and math.isfinite(gaze.openness):
+            now = gaze.openness
+            if not math.isfinite(ref):
+                ref = now
+            else:
+                ref += _follow(dt, OPEN_RISE_S if now > ref else OPEN_FALL_S) * (now - ref)
+        return _State(value, t, ref)
+
+
+def _face_id(face: Any) -> int:
+    try:
+        return int(getattr(face, "id", -1))
+    except (TypeError, ValueError):
+        return -1
+
+
+def _follow(dt: float, tau: float) -> float:
+    """The share of the way a first-order filter with time constant ``tau`` goes in dt."""
+    return 1.0 - math.exp(-dt / tau)
+
+
+def _open_factor(gaze: Gaze, state: _State) -> float:
+    """1 for open eyes, 0 for closed ones, against the face's own open aperture."""
+    absolute = _ramp(gaze.openness, CLOSED_FROM, CLOSED_FULL)
+    if not (math.isfinite(state.open_ref) and state.open_ref > 0.0):
+        return absolute
+    return absolute * _ramp(gaze.openness / state.open_ref, BLINK_FROM, BLINK_FULL)
+
+
+def _ramp(x: float, start: float, full: float) -> float:
+    """0 up to ``start``, smoothstep to 1 at ``full``; 0 for NaN."""
+    if not math.isfinite(x):
+        return 0.0
+    if full <= start:
+        return float(x >= full)
+    s = min(1.0, max(0.0, (x - start) / (full - start)))
+    return s * s * (3.0 - 2.0 * s)
+
+
+def _fade(x: float, full: float, off: float) -> float:
+    """1 up to ``full``, smoothstep to 0 at ``off``; 0 for NaN."""
+    return 1.0 - _ramp(x, full, off) if math.isfinite(x) else 0.0
+
+
+def _turn_factor(face: Any, gaze: Gaze) -> float:
+    pose = getattr(face, "pose", None)
+    if isinstance(pose, HeadPose):
+        yaw, pitch = (abs(float(a)) for a in (pose.yaw, pose.pitch))
+        return _fade(yaw, HEAD_FULL_DEG, HEAD_MAX_DEG) * _fade(pitch, HEAD_FULL_DEG, HEAD_MAX_DEG)
+    # No pose: a turned head shows one eye narrower than the other (about 0.58 of it at
+    # 25 degrees of yaw, 0.7 at 17).
+    widths = [e.width for e in gaze.eyes]
+    return _ramp(min(widths) / max(widths), 0.58, 0.72)
+
+
+@lru_cache(maxsize=1)
+def _canthi_cm() -> float:
+    a, b = OUTER_CORNERS
+    return float(np.linalg.norm(canonical_face()[a] - canonical_face()[b]))
+
+
+def measure(face: Any, shape: tuple[int, ...]) -> Gaze | None:
+    """Both eyes and the gaze of ``face`` in an image of ``shape``; None when the face
+    cannot be corrected safely (missing or non-finite points, an eye not wholly in the
+    picture, no irises)."""
+    try:
+        return _measure(face, shape)
+    except (TypeError, ValueError, IndexError):  # not a face as the tracker makes them
+        return None
+
+
+def _measure(face: Any, shape: tuple[int, ...]) -> Gaze | None:
+    landmarks = np.asarray(getattr(face, "landmarks", None), dtype=np.float64)
+    iris = getattr(face, "iris", None)
+    if landmarks.ndim != 2 or landmarks.shape[0] != 468 or landmarks.shape[1] < 2 or iris is None:
+        return None
+    iris = np.asarray(iris, dtype=np.float64)
+    if iris.shape != (2, 5, 2):
+        return None
+    a, b = landmarks[OUTER_CORNERS[0]], landmarks[OUTER_CORNERS[1]]
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+    span = float(np.linalg.norm(b - a))  # with depth where the mesh gives it: turn-invariant
+    u = b[:2] - a[:2]
+    if not span > 0.0 or not float(np.hypot(*u)) > 0.0:
+        return None
+    u /= float(np.hypot(*u))
+    v = np.array([-u[1], u[0]])
+    radii = getattr(face, "iris_radius", None)
+    radii = np.asarray((np.nan, np.nan) if radii is None else radii, np.float64).reshape(-1)
+    eyes = []
+    for idx in EYES:
+        eye = _measure_eye(landmarks[:, :2], iris[idx.iris, 0], radii, idx, u, v, shape)
+        if eye is None:
+            return None
+        eyes.append(eye)
+    eyeball_px = EYEBALL_MM / (10.0 * _canthi_cm()) * span
+    target = lens_target(getattr(face, "pose", None))
+    offsets = [
+        np.array([(e.iris - e.centre) @ u, (e.iris - e.centre) @ v]) / eyeball_px - target[k]
+        for k, e in enumerate(eyes)
+    ]
+    offset = np.mean(offsets, axis=0)
+    if not np.isfinite(offset).all():
+        return None
+    angle = math.degrees(math.asin(min(1.0, float(np.hypot(*offset)))))
+    return Gaze((eyes[0], eyes[1]), u, v, eyeball_px, offset, angle)
+
+
+def _measure_eye(
+    points: np.ndarray,
+    iris: np.ndarray,
+    radii: np.ndarray,
+    idx: EyeIndices,
+    u: np.ndarray,
+    v: np.ndarray,
+    shape: tuple[int, ...],
+) -> Eye | None:
+    contour = points[list(idx.contour)]
+    corners = points[list(idx.corners)]
+    upper, lower = points[list(idx.upper)].mean(axis=0), points[list(idx.lower)].mean(axis=0)
+    if not (np.isfinite(contour).all() and np.isfinite(corners).all() and np.isfinite(iris).all()):
+        return None
+    eye_width = float(np.hypot(*(corners[1] - corners[0])))
+    if not eye_width > 0.0:
+        return None
+    radius = float(radii[idx.iris]) if len(radii) == 2 else math.nan
+    if not (0.1 * eye_width <= radius <= 0.35 * eye_width):
+        radius = IRIS_OF_WIDTH * eye_width  # missing or implausible
+    height, width = shape[:2]
+    margin = MAX_SHIFT * radius + 3.0  # the warp reads up to one shift beyond the contour
+    lo, hi = contour.min(axis=0), contour.max(axis=0)
+    if min(lo) < margin or hi[0] > width - 1 - margin or hi[1] > height - 1 - margin:
+        return None  # an eye at the border: the part outside cannot be warped
+    mid = corners.mean(axis=0)
+    centre = mid + v * float((upper + lower) / 2.0 @ v - mid @ v)
+    openness = float((lower - upper) @ v) / eye_width
+    return Eye(centre, iris.copy(), radius, eye_width, openness, contour)
+
+
+def lens_target(pose: Any) -> np.ndarray:
+    """(2, 2): per eye, the (u, v) iris offset, in eyeball radii, of an eye looking at
+    the lens: horizontally the direction to the camera in head coordinates, vertically 0
+    (see the module's notes)."""
+    target = np.zeros((2, 2))
+    if not isinstance(pose, HeadPose):
+        return target
+    rotation = np.asarray(pose.rotation, np.float64)
+    translation = np.asarray(pose.translation, np.float64).reshape(3)
+    for k, idx in enumerate(EYES):
+        eye = canonical_face()[list(idx.corners)].mean(axis=0)
+        to_camera = -(rotation @ eye + translation)
+        norm = float(np.linalg.norm(to_camera))
+        if not (norm > 0.0 and math.isfinite(norm)):
+            return np.zeros((2, 2))
+        target[k, 0] = float((rotation.T @ to_camera)[0]) / norm
+    return target
+
+
+def _correct(image: np.ndarray, gaze: Gaze, strength: float) -> None:
+    shift = -strength * gaze.offset * gaze.eyeball_px  # (u, v) px, the same for both eyes
+    limit = min(MAX_SHIFT * min(e.radius for e in gaze.eyes), MAX_SHIFT_APERTURE * gaze.aperture_px)
+    length = float(np.hypot(*shift))
+    if length > limit:
+        shift *= max(0.0, limit) / length
+    d = shift[0] * gaze.u + shift[1] * gaze.v
+    for eye in gaze.eyes:
+        warp_eye(image, eye.contour, eye.iris, eye.radius, d)
+
+
+def warp_eye(
+    image: np.ndarray, contour: np.ndarray, iris: np.ndarray, radius: float, shift: np.ndarray
+) -> bool:
+    """Move the iris at ``iris`` by ``shift`` (px) inside the eyelid ``contour``, in place.
+
+    Only pixels strictly inside the contour change. False (image untouched) when the shift
+    is negligible or the region is not wholly in the picture.
+    """
+    d = np.asarray(shift, np.float64)
+    length = float(np.hypot(*d))
+    if not (length >= MIN_SHIFT_PX and math.isfinite(length) and radius > 0.0):
+        return False
+    height, width = image.shape[:2]
+    pad = math.ceil(length) + 2
+    lo, hi = contour.min(axis=0), contour.max(axis=0)
+    x0, y0 = math.floor(lo[0]) - pad, math.floor(lo[1]) - pad
+    x1, y1 = math.ceil(hi[0]) + pad + 1, math.ceil(hi[1]) + pad + 1
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        return False
+    inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    fixed = np.round((contour - (x0, y0)) * 16.0).astype(np.int32)
+    cv2.fillPoly(inside, [fixed], 1, cv2.LINE_8, shift=4)
+    if not inside.any():
+        return False
+    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+    alpha = _edge_alpha(contour, xs, ys, inside)
+    weight = _iris_falloff(xs, ys, iris + d, radius, length)
+    region = image[y0:y1, x0:x1]
+    source = _extend_under_lids(region, inside.astype(bool))
+    map_x = (xs - x0 - d[0] * weight).astype(np.float32)
+    map_y = (ys - y0 - d[1] * weight).astype(np.float32)
+    warped = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    sel = alpha > 0.0
+    a = alpha[sel].reshape((-1,) + (1,) * (image.ndim - 2))
+    blend = region[sel] * (1.0 - a) + warped[sel] * a
+    region[sel] = np.clip(blend + 0.5, 0, 255).astype(image.dtype)
+    return True
+
+
+def _iris_falloff(
+    xs: np.ndarray, ys: np.ndarray, centre: np.ndarray, radius: float, length: float
+) -> np.ndarray:
+    """1 on the moved iris disc, smoothly 0 one radius further (wider for long shifts:
+    behind the iris the map stretches by 1 - 1.5 * length / falloff at worst)."""
+    falloff = max(radius, 2.0 * length)
+    r = np.hypot(xs - centre[0], ys - centre[1])
+    s = np.clip((r - radius) / falloff, 0.0, 1.0)
+    return 1.0 - s * s * (3.0 - 2.0 * s)
+
+
+def _edge_alpha(
+    contour: np.ndarray, xs: np.ndarray, ys: np.ndarray, inside: np.ndarray
+) -> np.ndarray:
+    """0 outside and on the contour, 1 from a pixel inside it: the lid margin blends,
+    never moves. The exact distance is taken only near the edge (it costs 16 segments
+    per pixel)."""
+    alpha = inside.astype(np.float64)
+    near = (cv2.distanceTransform(inside, cv2.DIST_L2, 3) < 2.5) & (inside > 0)
+    a = contour
+    edge = np.roll(contour, -1, axis=0) - a
+    lengths2 = np.maximum((edge * edge).sum(axis=1), 1e-12)
+    px, py = xs[near][:, None], ys[near][:, None]
+    t = np.clip(((px - a[:, 0]) * edge[:, 0] + (py - a[:, 1]) * edge[:, 1]) / lengths2, 0.0, 1.0)
+    dist = np.hypot(px - a[:, 0] - t * edge[:, 0], py - a[:, 1] - t * edge[:, 1]).min(axis=1)
+    alpha[near] = np.clip(dist, 0.0, 1.0)
+    return alpha
+
+
+def _extend_under_lids(region: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``region`` with each column's rows above and below the eye opening replaced by a
+    row just inside it: what the lids hide is read as more of what they show, so an iris
+    moving away from a lid reveals iris (or white) there, not the lid pulled in.
+    ``LID_MARGIN`` rows are skipped: the mesh's contour can sit on the lashes."""
+    rows = np.arange(region.shape[0])[:, None]
+    any_in = inside.any(axis=0)
+    top = np.where(any_in, inside.argmax(axis=0), 0)
+    bottom = np.where(any_in, region.shape[0] - 1 - inside[::-1].argmax(axis=0), 0)
+    margin = np.minimum(LID_MARGIN, (bottom - top) // 2)
+    src = np.where(rows < top, top + margin, np.where(rows > bottom, bottom - margin, rows))
+    src = np.where(any_in, src, rows)
+    return region[src, np.arange(region.shape[1])[None, :]]
