@@ -20,6 +20,7 @@ import numpy as np
 
 from appliance.align.framing import Crop, Framer, clamp_crop, largest_crop_height
 from appliance.align.frontalize import Frontalizer
+from appliance.align.gaze import EyeContact
 from appliance.align.geometry import FaceGeom, measure
 from appliance.align.level import Leveller, apply, fit_rotated, invert, output_to_source
 from appliance.align.settings import AlignSettings
@@ -37,6 +38,7 @@ class AlignStage(Stage):
         self.framer: Framer | None = None
         self.leveller = Leveller(self.settings)
         self.frontalizer = Frontalizer(self.settings)
+        self.eye_contact = EyeContact(self.settings)
         self._geometry: tuple[tuple[int, int], tuple[int, int]] | None = None
 
     @classmethod
@@ -54,6 +56,7 @@ class AlignStage(Stage):
         self.settings = settings
         self.leveller.configure(settings)
         self.frontalizer.configure(settings)
+        self.eye_contact.configure(settings)
         if self.framer is not None:
             self.framer.configure(settings)
 
@@ -70,17 +73,24 @@ class AlignStage(Stage):
         size = (frame.width, frame.height)
         if s.framing or s.level or self.output_size(*size) != size:
             self._reframe(frame)
-        if s.frontalize:
+        if s.frontalize or s.eye_contact:
             self._retouch(frame)
         return frame
 
     def _retouch(self, frame: Frame) -> None:
-        """Frontalization (then eye contact) on the output picture, face by face."""
+        """Frontalization, then eye contact on the frontalized eyes, in the output picture.
+        ``meta["retouch"]`` holds each feature's strength per face id (0..1)."""
         faces = frame.meta.get("faces") or []
         to_output = frame.meta.get("align_matrix", np.eye(2, 3))
+        retouch = frame.meta.setdefault("retouch", {})
+        if frame.image.base is not None or not frame.image.flags.writeable:
+            frame.image = frame.image.copy()  # never paint into a buffer the source owns
         if self.settings.frontalize:
             faces = self.frontalizer.apply(frame.image, faces, to_output, frame.t_capture)
-            frame.meta.setdefault("retouch", {})["frontalize"] = dict(self.frontalizer.last)
+            retouch["frontalize"] = dict(self.frontalizer.last)
+        if self.settings.eye_contact:
+            self.eye_contact.apply(frame.image, faces, frame.t_capture)
+            retouch["eye_contact"] = dict(self.eye_contact.last)
         if "faces" in frame.meta:
             frame.meta["faces"] = faces
 

@@ -88,7 +88,9 @@ class VisionConfig(Section):
 
 
 class AlignConfig(Section):
-    enabled: bool = Field(True, description="Re-frame the picture around the faces")
+    enabled: bool = Field(
+        True, description="Face alignment as a whole (off: the picture as captured)"
+    )
     framing: bool = Field(True, description="Auto-framing: a virtual pan/tilt/zoom crop")
     level: bool = Field(True, description="Rotate so the eyes are level (small angles only)")
     group: bool = Field(True, description="Frame everyone in view, not only the lead face")
