@@ -104,6 +104,6 @@ def _main_tracking(args: Any) -> int:
     from appliance.vision.bench import bench_tracking, format_tracking
 
     sizes = sorted({(640, 360), tuple(args.size)})
-    result = bench_tracking(seconds=args.seconds, sizes=sizes)  # type: ignore[arg-type]
+    result = bench_tracking(seconds=args.seconds, sizes=sizes)
     print(json.dumps(result) if args.json else format_tracking(result))
     return 0

@@ -59,10 +59,11 @@ def best_pair(
     for index, (image, t) in enumerate(frames):
         frame = tracking.process(Frame(image.copy(), index, t))
         score = pick(frame)
+        result: Frame | None = frame
         for stage in stages:
-            frame = stage.process(frame)
-        if best is None or score > best[0]:
-            best = (score, image, frame.image)
+            result = stage.process(result) if result is not None else None
+        if result is not None and (best is None or score > best[0]):
+            best = (score, image, result.image)
     if best is None:
         raise ValueError("no frames to pick from")
     return best[1], best[2]
