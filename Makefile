@@ -49,3 +49,23 @@ $(ENGINES_STAMP): engines/requirements.txt
 	$(ENGINES_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(ENGINES_VENV)/bin/python -m pip install --quiet -r engines/requirements.txt
 	touch $@
+
+# The super-resolution network (engines/sr): trained here, resumable (.cache/sr holds
+# the checkpoint), then exported, quantized and gated into engines/bundles/sr_x2.
+TRAIN_VENV ?= .venv-train
+TRAIN_STAMP := $(TRAIN_VENV)/.installed
+
+.PHONY: train-sr sr-bundle sr-eval
+train-sr: $(TRAIN_STAMP)
+	PYTHONPATH=. $(TRAIN_VENV)/bin/python -m engines.sr.train $(ARGS)
+
+sr-bundle: $(TRAIN_STAMP)
+	PYTHONPATH=. $(TRAIN_VENV)/bin/python -m engines.sr.bundle $(ARGS)
+
+sr-eval: $(STAMP)
+	$(BIN)/python -m engines.sr.evaluate --model engines/bundles/sr_x2/sr_x2.fp32.onnx $(ARGS)
+
+$(TRAIN_STAMP): engines/sr/requirements.txt
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/python -m pip install --quiet -r engines/sr/requirements.txt
+	touch $@

@@ -64,6 +64,8 @@ def channel_ranges(
     model_path: Path, tensors: list[str], feeds: list[dict[str, np.ndarray]]
 ) -> dict[str, np.ndarray]:
     """Per-channel max |x| of the named NCHW tensors over the calibration feeds."""
+    if not tensors:  # session.run([]) would return every output instead of none
+        return {}
     import onnx
     import onnxruntime as ort
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -33,8 +34,16 @@ class AlignStage(Stage):
 
     name = "align"
 
-    def __init__(self, settings: AlignSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: AlignSettings | None = None,
+        upscaler: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         self.settings = settings or AlignSettings()
+        # x2 super-resolution for zooms of 2x or more (``enhance.zoom``): the crop is
+        # rendered at half the output size and the network makes the detail.
+        self.upscaler = upscaler
+        self.zoom_detail = False
         self.framer: Framer | None = None
         self.leveller = Leveller(self.settings)
         self.frontalizer = Frontalizer(self.settings)
@@ -42,10 +51,15 @@ class AlignStage(Stage):
         self._geometry: tuple[tuple[int, int], tuple[int, int]] | None = None
 
     @classmethod
-    def from_config(cls, config: Any) -> AlignStage:
-        return cls(AlignSettings.from_config(config))
+    def from_config(
+        cls, config: Any, upscaler: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> AlignStage:
+        stage = cls(AlignSettings.from_config(config), upscaler)
+        stage.zoom_detail = _zoom_detail(config, False)
+        return stage
 
     def configure(self, config: Any) -> None:
+        self.zoom_detail = _zoom_detail(config, self.zoom_detail)
         settings = AlignSettings.from_config(config, self.settings)
         if (settings.framing, settings.output_width, settings.output_height) != (
             self.settings.framing,
@@ -113,15 +127,26 @@ class AlignStage(Stage):
             subject = self._primary(geoms)
         roll = self.leveller.update(subject, frame.t_capture) if s.level else 0.0
         crop = fit_rotated(crop, roll, size)
-        to_source = output_to_source(crop, roll, out_size)
+        half = (
+            self.upscaler is not None
+            and self.zoom_detail
+            and size[1] / crop.h >= 2.0
+            and out_size[0] % 2 == 0
+            and out_size[1] % 2 == 0
+        )
+        render = (out_size[0] // 2, out_size[1] // 2) if half else out_size
+        to_source = output_to_source(crop, roll, render)
         frame.image = cv2.warpAffine(
             frame.image,
             to_source,
-            out_size,
+            render,
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_REPLICATE,  # only reachable through rounding at an edge
         )
         to_output = invert(to_source)
+        if half and self.upscaler is not None:
+            frame.image = self.upscaler(frame.image)
+            to_output = then(to_output, DOUBLE)
         frame.meta["align_matrix"] = to_output
         frame.meta["framing"] = {
             "crop": crop_box(crop),
@@ -135,6 +160,19 @@ class AlignStage(Stage):
     @staticmethod
     def _primary(geoms: list[FaceGeom]) -> list[FaceGeom]:
         return [max(geoms, key=lambda g: g.height)] if geoms else []
+
+
+DOUBLE = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5]])  # x2 upscale, pixel centres kept
+
+
+def then(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The 2x3 affine that applies ``first``, then ``second``."""
+    return (np.vstack([second, [0.0, 0.0, 1.0]]) @ np.vstack([first, [0.0, 0.0, 1.0]]))[:2]
+
+
+def _zoom_detail(config: Any, current: bool) -> bool:
+    section = getattr(config, "enhance", None)
+    return bool(getattr(section, "zoom", current)) if section is not None else current
 
 
 def crop_box(crop: Crop) -> tuple[float, float, float, float]:

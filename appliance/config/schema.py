@@ -136,6 +136,15 @@ class AlignConfig(Section):
     )
 
 
+class EnhanceConfig(Section):
+    mode: Literal["off", "frame", "face"] = Field(
+        "off", description="x2 super-resolution of the whole frame, or of the faces only"
+    )
+    zoom: bool = Field(
+        False, description="Auto-framing zooms of 2x or more get their detail from the network"
+    )
+
+
 class BackgroundConfig(Section):
     mode: Literal["off", "blur", "replace"] = Field(
         "off", description="Keep, blur or replace what is behind the person"
@@ -192,6 +201,7 @@ class Config(Section):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     vision: VisionConfig = Field(default_factory=VisionConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
+    enhance: EnhanceConfig = Field(default_factory=EnhanceConfig)
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

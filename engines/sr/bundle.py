@@ -1,0 +1,245 @@
+"""Exported SR network -> a verified model bundle like the others (``engines/bundles/sr_x2``).
+
+``python -m engines.sr.bundle`` (``make sr-bundle``): copies the FP32 ONNX, quantizes it
+to INT8 QDQ (``engines.quantize``: symmetric, per-channel weights, calibrated on LR tiles
+of the training images), gates INT8 on Set5 (at most ``MAX_INT8_LOSS_DB`` below FP32),
+stores reference tiles with their outputs and writes the manifest with the training data
+and its licences. An INT8 model that fails the gate is not shipped (FP32 only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from appliance.runtime.bundle import MANIFEST, prepare_input, sha256_file
+from engines.sr.data import Degradation, face_frames, image_files, read_bgr
+from engines.sr.evaluate import onnx_upscaler, pair, scores
+from engines.sr.export import INPUT, MARGIN, OFFSET, OUTPUT, TILE
+from engines.sr.imresize import bgr_to_y, imresize, to_uint8
+
+NAME = "sr_x2"
+VERSION = "1.0.0"
+MAX_INT8_LOSS_DB = 0.15
+CALIBRATION_TILES = 64
+REFERENCE_TILES = 3
+TOLERANCE = {"fp32": {"atol": 1e-4, "rtol": 1e-4}, "int8": {"atol": 1e-3, "rtol": 0.02}}
+TRAINING_DATA = {
+    "yang91": "T91 (Yang et al. 2010), 91 images; no licence stated",
+    "bsd200": "BSDS300 train split (Martin et al. 2001), 200 images; licensed for "
+    "non-commercial research and education only",
+    "faces": "every 40th frame of the six development clips (LivePortrait repository, MIT "
+    "code; the clips' own origin is not stated): evaluation material, not redistributable",
+}
+
+
+def lr_tiles(data: Path, count: int, seed: int, held_out_faces: bool = False) -> np.ndarray:
+    """(count, TILE, TILE) uint8 LR luma tiles: clean bicubic halves of the images."""
+    rng = np.random.default_rng(seed)
+    if held_out_faces:
+        images = face_frames(data, held_out=True)
+    else:
+        images = [read_bgr(p) for p in image_files(data)]
+        images += face_frames(data)
+    tiles: list[np.ndarray] = []
+    while len(tiles) < count:
+        image = images[int(rng.integers(len(images)))]
+        low = to_uint8(bgr_to_y(to_uint8(imresize(image, 0.5))))
+        if min(low.shape) < TILE:
+            continue
+        y = int(rng.integers(0, low.shape[0] - TILE + 1))
+        x = int(rng.integers(0, low.shape[1] - TILE + 1))
+        tiles.append(low[y : y + TILE, x : x + TILE])
+    return np.stack(tiles)
+
+
+def set5_psnr(model: Path, data: Path) -> float:
+    upscale = onnx_upscaler(model, TILE, MARGIN, OFFSET)
+    images = [read_bgr(p) for p in sorted((data / "sr/set5").glob("*.png"))]
+    return float(np.mean([scores(upscale(lr), ref)[0] for lr, ref in map(pair, images)]))
+
+
+def build(fp32: Path, data: Path, out: Path, trained: dict[str, Any]) -> dict[str, Any]:
+    from engines.quantize import quantize
+
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    fp32_path = out / f"{NAME}.fp32.onnx"
+    int8_path = out / f"{NAME}.int8.onnx"
+    shutil.copyfile(fp32, fp32_path)
+    calibration = lr_tiles(data, CALIBRATION_TILES, seed=1)
+    tensors = [(t[None, None] / 255.0 + OFFSET).astype(np.float32) for t in calibration]
+    settings = quantize(fp32_path, int8_path, INPUT, tensors)
+    psnr_fp32, psnr_int8 = set5_psnr(fp32_path, data), set5_psnr(int8_path, data)
+    loss = psnr_fp32 - psnr_int8
+    passed = loss <= MAX_INT8_LOSS_DB
+    print(f"Set5 Y-PSNR FP32 {psnr_fp32:.3f} dB, INT8 {psnr_int8:.3f} dB: loss {loss:.3f} dB")
+    if not passed:
+        print(f"INT8 loses more than {MAX_INT8_LOSS_DB} dB: shipping FP32 only")
+        int8_path.unlink()
+    _write_reference(out, data, passed)
+    manifest = _manifest(out, trained, settings, psnr_fp32, psnr_int8, loss, passed)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _write_reference(out: Path, data: Path, with_int8: bool) -> None:
+    import onnxruntime as ort
+
+    tiles = lr_tiles(data, REFERENCE_TILES, seed=2, held_out_faces=True)[..., None]
+    x = prepare_input(tiles, 1 / 255.0, OFFSET, "NCHW")
+    stored: dict[str, np.ndarray] = {"input_y_u8": tiles}
+    for precision in ("fp32", "int8") if with_int8 else ("fp32",):
+        session = ort.InferenceSession(str(out / f"{NAME}.{precision}.onnx"))
+        outputs = [session.run(None, {INPUT: x[i : i + 1]})[0] for i in range(len(x))]
+        stored[f"{precision}/{OUTPUT}"] = np.concatenate(outputs)
+    np.savez_compressed(out / "reference.npz", allow_pickle=False, **stored)
+
+
+def _manifest(
+    out: Path,
+    trained: dict[str, Any],
+    settings: dict[str, Any],
+    psnr_fp32: float,
+    psnr_int8: float,
+    loss: float,
+    passed: bool,
+) -> dict[str, Any]:
+    import onnxruntime
+    import torch
+
+    files = {}
+    for path in sorted(out.iterdir()):
+        entry: dict[str, Any] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+        if path.name.endswith(".onnx"):
+            entry |= {"role": "model", "precision": path.name.split(".")[-2]}
+        else:
+            entry["role"] = "reference"
+        files[path.name] = entry
+    return {
+        "format": 1,
+        "name": NAME,
+        "version": VERSION,
+        "created": datetime.date.today().isoformat(),
+        "description": "x2 super-resolution of luma, trained by this project",
+        "provenance": {
+            "source": {
+                "trained_by": "engines/sr (this repository): python -m engines.sr.train",
+                "training": trained,
+                "training_data": TRAINING_DATA,
+                "degradation": Degradation().describe(),
+                "licence": "weights: Apache-2.0, with the training data's terms above",
+            },
+            "converters": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+            "recipe": "engines/sr in the appliance repository (make train-sr sr-bundle)",
+            "calibration": {
+                "data": "LR luma tiles (clean MATLAB bicubic halves) of the training images",
+                "tiles": CALIBRATION_TILES,
+            },
+            "notes": [
+                f"fixed {TILE}x{TILE} LR tile with an {MARGIN} px margin "
+                "(appliance.enhance.tiles stitches any picture size)",
+                "chroma is upscaled bicubically by the stage; the network sees luma only",
+            ],
+        },
+        "compatibility": {
+            "onnx_opset": 17,
+            "onnx_ir_version": 8,
+            "min_onnxruntime": "1.17",
+            "tensorrt": ">=10.0: explicit quantization from the QDQ model; FP32 model -> FP16",
+            "input_layout": "NCHW",
+            "batch": 1,
+        },
+        "inputs": [
+            {
+                "name": INPUT,
+                "shape": [1, 1, TILE, TILE],
+                "dtype": "float32",
+                "layout": "NCHW",
+                "color": "Y",
+                "scale": 1 / 255.0,
+                "offset": OFFSET,
+                "range": [OFFSET, 1 + OFFSET],
+                "roi": f"a {TILE}x{TILE} tile of BT.601 luma; the {MARGIN} px border is context",
+            }
+        ],
+        "outputs": [
+            {
+                "name": OUTPUT,
+                "shape": [1, 1, 2 * TILE, 2 * TILE],
+                "dtype": "float32",
+                "description": "x2 luma, as the input: luma / 255 - 0.5",
+                "units": "luma/255 - 0.5",
+            }
+        ],
+        "postprocess": {"scale": 2, "tile": TILE, "margin": MARGIN},
+        "files": files,
+        "accuracy": {
+            "conversion": {
+                "against": "PyTorch",
+                "outputs": {
+                    OUTPUT: {
+                        "max_abs": trained["export_max_abs_diff"],
+                        "tolerance": 1e-4,
+                        "units": "luma/255",
+                    }
+                },
+                "passed": trained["export_max_abs_diff"] <= 1e-4,
+            },
+            "int8": {
+                "metric": "set5_psnr_loss_db",
+                "description": "Set5 x2 Y-PSNR, FP32 minus INT8 (standard protocol)",
+                "value": round(loss, 4),
+                "worst": round(loss, 4),
+                "threshold": MAX_INT8_LOSS_DB,
+                "higher_is_better": False,
+                "samples": 5,
+                "passed": passed,
+                "set5_psnr_db": {"fp32": round(psnr_fp32, 3), "int8": round(psnr_int8, 3)},
+                "settings": settings,
+            },
+        },
+        "reference": {
+            "file": "reference.npz",
+            "count": REFERENCE_TILES,
+            "input_key": "input_y_u8",
+            "tolerance": TOLERANCE,
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engines.sr.export import export
+    from engines.sr.train import DEFAULT_DATA, DEFAULT_OUT
+
+    root = Path(__file__).resolve().parents[1]
+    p = argparse.ArgumentParser(prog="python -m engines.sr.bundle", description=__doc__)
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_OUT / "checkpoint.pt")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, default=root / "bundles" / NAME)
+    args = p.parse_args(argv)
+    onnx_path = args.checkpoint.parent / f"{NAME}.fp32.onnx"
+    info = export(args.checkpoint, onnx_path)
+    import torch
+
+    state = torch.load(args.checkpoint, weights_only=False, map_location="cpu")
+    trained = {
+        **state["config"],
+        "steps_done": info["step"],
+        "parameters": info["parameters"],
+        "export_max_abs_diff": info["max_abs_diff"],
+    }
+    manifest = build(onnx_path, args.data, args.out, trained)
+    print(f"{args.out}: {manifest['name']} {manifest['version']} written")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Train the x2 network: ``python -m engines.sr.train`` (``make train-sr``), resumable.
+
+Adam on L1 loss, cosine learning-rate decay over ``--steps``; a checkpoint every
+``--eval-every`` steps (model, optimizer, step, sampler state) so an interrupted run
+continues where it stopped (``--resume``, the default when a checkpoint exists). Progress
+goes to stdout: loss, steps per second, time left, and Set5 Y-PSNR of the current
+weights (the figure is a progress indicator; the final figures come from
+``python -m engines.sr.evaluate`` on the exported model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from engines.sr.data import Degradation, PairSampler, load_training_y, read_bgr
+from engines.sr.imresize import bgr_to_y, imresize
+from engines.sr.model import SRNet, deployed_parameters
+
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / ".cache" / "sr"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m engines.sr.train", description=__doc__)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoints and logs")
+    p.add_argument("--steps", type=int, default=60000, help="total optimizer steps")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--patch", type=int, default=48, help="LR patch side, px")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--channels", type=int, default=24)
+    p.add_argument("--blocks", type=int, default=4)
+    p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this long")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    return p.parse_args(argv)
+
+
+def set5_psnr(model: SRNet, data: Path) -> float:
+    """Mean Y-PSNR on Set5 under the standard protocol (float output, rounded)."""
+    values = []
+    model.eval()
+    with torch.no_grad():
+        for path in sorted((data / "sr" / "set5").glob("*.png")):
+            hr = read_bgr(path)
+            h, w = (s - s % 2 for s in hr.shape[:2])
+            hr = hr[:h, :w]
+            lr = np.clip(np.round(imresize(hr, 0.5)), 0, 255).astype(np.uint8)
+            x = torch.from_numpy((bgr_to_y(lr) / 255.0).astype(np.float32))[None, None]
+            sr = model(x)[0, 0].numpy() * 255.0
+            sr = np.clip(np.round(sr), 0, 255)
+            ref = np.round(bgr_to_y(hr))
+            diff = (sr - ref)[2:-2, 2:-2]
+            values.append(10 * math.log10(255.0**2 / float(np.mean(diff**2))))
+    model.train()
+    return float(np.mean(values))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = args.out / "checkpoint.pt"
+    model = SRNet(args.channels, args.blocks)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps, eta_min=args.lr / 50)
+    print(f"loading the training images from {args.data} ...", flush=True)
+    images = load_training_y(args.data)
+    degradation = Degradation()
+    sampler = PairSampler(images, args.patch, degradation)
+    step = 0
+    if checkpoint.is_file() and not args.fresh:
+        state = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        sampler.rng.bit_generator.state = state["rng"]
+        step = int(state["step"])
+        print(f"resumed at step {step} from {checkpoint}", flush=True)
+    params = deployed_parameters(args.channels, args.blocks)
+    print(
+        f"{len(images)} images; SRNet C{args.channels} M{args.blocks}: {params} parameters "
+        f"deployed; batch {args.batch} x {args.patch}px; {args.threads} thread(s); "
+        f"degradation: {degradation.describe()}",
+        flush=True,
+    )
+    started = time.monotonic()
+    window_start, window_steps, losses = time.monotonic(), 0, []
+    while step < args.steps:
+        lr, hr = sampler.batch(args.batch)
+        loss = F.l1_loss(model(torch.from_numpy(lr)), torch.from_numpy(hr))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        window_steps += 1
+        losses.append(loss.item())
+        out_of_time = args.minutes is not None and time.monotonic() - started > args.minutes * 60
+        if step % args.eval_every == 0 or step == args.steps or out_of_time:
+            rate = window_steps / (time.monotonic() - window_start)
+            psnr = set5_psnr(model, args.data)
+            left = (args.steps - step) / rate / 60
+            print(
+                f"step {step}/{args.steps} loss {np.mean(losses):.5f} "
+                f"lr {sched.get_last_lr()[0]:.2e} {rate:.2f} steps/s "
+                f"~{left:.0f} min left, Set5 Y-PSNR {psnr:.3f} dB",
+                flush=True,
+            )
+            _save(checkpoint, model, opt, sched, sampler, step, args, psnr)
+            window_start, window_steps, losses = time.monotonic(), 0, []
+        if out_of_time:
+            print(f"stopped after {args.minutes} min; run again to continue", flush=True)
+            break
+    return 0
+
+
+def _save(
+    path: Path,
+    model: SRNet,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    sampler: PairSampler,
+    step: int,
+    args: argparse.Namespace,
+    psnr: float,
+) -> None:
+    state = {
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict(),
+        "rng": sampler.rng.bit_generator.state,
+        "step": step,
+        "config": {
+            "channels": args.channels,
+            "blocks": args.blocks,
+            "patch": args.patch,
+            "batch": args.batch,
+            "lr": args.lr,
+            "steps": args.steps,
+        },
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    with (path.parent / "progress.jsonl").open("a") as log:
+        log.write(json.dumps({"step": step, "set5_psnr": round(psnr, 4)}) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
