@@ -85,8 +85,9 @@ def verify(dirs: Sequence[Path]) -> int:
         conv = m["accuracy"]["conversion"]
         print(f"{m['name']} {m['version']}: files ok")
         worst = max(v["max_abs"] / v["tolerance"] for v in conv["outputs"].values())
+        against = conv.get("against", "TFLite")
         print(
-            f"  conversion vs TFLite: {'PASS' if conv['passed'] else 'FAIL'} "
+            f"  conversion vs {against}: {'PASS' if conv['passed'] else 'FAIL'} "
             f"(worst output at {worst:.0%} of its tolerance)"
         )
         g = m["accuracy"]["int8"]
