@@ -55,6 +55,7 @@ def build_stages(cfg: Config) -> tuple[list[Stage], str]:
     """
     from appliance.align.stage import AlignStage
     from appliance.background.stage import BackgroundStage
+    from appliance.enhance.stage import EnhanceStage
     from appliance.runtime.base import BackendUnavailable, ModelError
     from appliance.runtime.bundle import BundleError
     from appliance.vision.stage import FaceTrackingStage
@@ -65,13 +66,23 @@ def build_stages(cfg: Config) -> tuple[list[Stage], str]:
     except model_errors as exc:
         log.error("vision disabled: %s", exc)
         return [Passthrough()], str(exc)
-    stages: list[Stage] = [vision, AlignStage.from_config(cfg)]
+    problems = []
+    enhance = None
+    try:
+        enhance = EnhanceStage.from_config(cfg, vision.backend)
+    except model_errors as exc:  # the picture keeps its size; everything else works
+        log.error("super-resolution disabled: %s", exc)
+        problems.append(f"super-resolution: {exc}")
+    upscale = enhance.upscaler.upscale if enhance is not None else None
+    stages: list[Stage] = [vision, AlignStage.from_config(cfg, upscale)]
     try:
         stages.append(BackgroundStage.from_config(cfg, backend=vision.backend))
     except model_errors as exc:  # framing still works without the segmentation model
         log.error("background disabled: %s", exc)
-        return stages, f"background: {exc}"
-    return stages, ""
+        problems.append(f"background: {exc}")
+    if enhance is not None:
+        stages.append(enhance)  # last: background and retouching work on fewer pixels
+    return stages, "; ".join(problems)
 
 
 class Appliance:

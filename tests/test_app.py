@@ -29,7 +29,7 @@ def test_the_face_tracker_runs_on_the_synthetic_face() -> None:
         assert wait_until(lambda: len(faces) > 10, timeout=10.0)
     finally:
         assert app.stop() == []
-    assert [s.name for s in app.pipeline.stages] == ["vision", "align", "background"]
+    assert [s.name for s in app.pipeline.stages] == ["vision", "align", "background", "enhance"]
     assert sum(1 for f in faces if f) >= len(faces) - 2  # found on (nearly) every frame
 
 
@@ -87,7 +87,7 @@ def test_a_bad_segmentation_bundle_leaves_framing_running(
     monkeypatch.setenv("APPLIANCE_BUNDLES_DIR", str(tampered_copy(tmp_path, "selfie_segmentation")))
     config = parse_config({"source": {"uri": "synthetic://", "width": 320, "height": 180}})
     app = Appliance(ConfigManager(config), web=False)
-    assert [s.name for s in app.pipeline.stages] == ["vision", "align"]
+    assert [s.name for s in app.pipeline.stages] == ["vision", "align", "enhance"]
     assert app.vision_error.startswith("background: ") and "sha256 mismatch" in app.vision_error
 
 

@@ -21,8 +21,8 @@ import numpy as np
 from appliance.runtime.bundle import MANIFEST, prepare_input, sha256_file
 from engines.sr.data import Degradation, face_frames, image_files, read_bgr
 from engines.sr.evaluate import onnx_upscaler, pair, scores
-from engines.sr.export import INPUT, MARGIN, OFFSET, OUTPUT, TILE
 from engines.sr.imresize import bgr_to_y, imresize, to_uint8
+from engines.sr.spec import INPUT, MARGIN, OFFSET, OUTPUT, TILE
 
 NAME = "sr_x2"
 VERSION = "1.0.0"
@@ -125,7 +125,7 @@ def _manifest(
         "format": 1,
         "name": NAME,
         "version": VERSION,
-        "created": datetime.date.today().isoformat(),
+        "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "description": "x2 super-resolution of luma, trained by this project",
         "provenance": {
             "source": {

@@ -122,7 +122,7 @@ def markdown(results: dict[str, dict[str, tuple[float, float]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engines.sr.export import MARGIN, OFFSET, TILE
+    from engines.sr.spec import MARGIN, OFFSET, TILE
     from engines.sr.train import DEFAULT_DATA
 
     p = argparse.ArgumentParser(prog="python -m engines.sr.evaluate", description=__doc__)

@@ -15,13 +15,8 @@ import numpy as np
 import torch
 
 from engines.sr.model import SRNet
+from engines.sr.spec import INPUT, OPSET, OUTPUT, TILE
 from engines.sr.train import DEFAULT_OUT
-
-TILE = 144  # LR px: a 128 px core plus an 8 px margin each side
-MARGIN = 8  # >= the receptive radius of 6 stacked 3x3 convolutions
-INPUT, OUTPUT = "lr_y", "sr_y"
-OFFSET = -0.5  # the network sees and gives luma / 255 + OFFSET
-OPSET = 17
 
 
 def load_fused(checkpoint: Path) -> tuple[SRNet, dict]:

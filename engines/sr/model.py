@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-SCALE = 2
+from engines.sr.spec import SCALE
 
 
 class RepConv(nn.Module):
@@ -88,9 +88,3 @@ class SRNet(nn.Module):
         with torch.no_grad():
             first.bias += 0.5 * first.weight.sum(dim=(1, 2, 3))
         return self
-
-
-def deployed_parameters(channels: int, blocks: int) -> int:
-    """Parameters of the fused network (what runs on the device)."""
-    per = 9 * channels * channels + channels
-    return (9 * channels + channels) + blocks * per + (9 * channels * 4 + 4)

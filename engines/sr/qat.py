@@ -134,7 +134,8 @@ def quantize_aware(
 ) -> dict[str, Any]:
     """Fine-tune with INT8 in the loop and export the QDQ model; its manifest settings."""
     from engines.sr.data import PairSampler, load_training_y
-    from engines.sr.export import INPUT, OPSET, OUTPUT, TILE, load_fused
+    from engines.sr.export import load_fused
+    from engines.sr.spec import INPUT, OPSET, OUTPUT, TILE
 
     torch.manual_seed(0)
     net, _ = load_fused(checkpoint)

@@ -23,7 +23,8 @@ from torch.nn import functional as F
 
 from engines.sr.data import Degradation, PairSampler, load_training_y, read_bgr
 from engines.sr.imresize import bgr_to_y, imresize
-from engines.sr.model import SRNet, deployed_parameters
+from engines.sr.model import SRNet
+from engines.sr.spec import deployed_parameters
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / ".cache" / "sr"

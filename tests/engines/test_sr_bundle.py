@@ -1,0 +1,49 @@
+"""The trained super-resolution bundle: what its manifest promises, and that it holds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from appliance.runtime.bundle import check_reference, load_manifest, model_file, verify_bundle
+from appliance.runtime.onnx import OnnxRuntimeBackend
+from engines import BUNDLES_DIR
+from engines.sr.bundle import MAX_INT8_LOSS_DB, TRAINING_DATA
+from engines.sr.spec import MARGIN, OFFSET, TILE, deployed_parameters
+
+BUNDLE = BUNDLES_DIR / "sr_x2"
+
+
+def test_manifest_describes_the_trained_model() -> None:
+    assert verify_bundle(BUNDLE) == []
+    m = load_manifest(BUNDLE)
+    assert m["created"].endswith("Z")
+    (inp,) = m["inputs"]
+    assert inp["shape"] == [1, 1, TILE, TILE] and inp["offset"] == OFFSET
+    assert inp["color"] == "Y" and inp["layout"] == "NCHW"
+    assert m["outputs"][0]["shape"] == [1, 1, 2 * TILE, 2 * TILE]
+    assert m["postprocess"] == {"scale": 2, "tile": TILE, "margin": MARGIN}
+    source = m["provenance"]["source"]
+    assert source["training_data"] == TRAINING_DATA  # licences travel with the weights
+    training = source["training"]
+    assert training["parameters"] == deployed_parameters(training["channels"], training["blocks"])
+    assert training["parameters"] <= 30_000  # the issue's budget
+
+
+def test_int8_ships_exactly_when_it_passes_its_gate() -> None:
+    m = load_manifest(BUNDLE)
+    gate = m["accuracy"]["int8"]
+    figures = gate["set5_psnr_db"]
+    assert gate["threshold"] == MAX_INT8_LOSS_DB
+    assert np.isclose(gate["value"], figures["fp32"] - figures["int8"], atol=2e-3)
+    assert gate["passed"] == (gate["value"] <= MAX_INT8_LOSS_DB)
+    assert (model_file(m, "int8") is not None) == gate["passed"]
+    assert m["accuracy"]["conversion"]["passed"]
+
+
+def test_reference_outputs_reproduce_on_this_machine() -> None:
+    m = load_manifest(BUNDLE)
+    backend = OnnxRuntimeBackend(threads=1)
+    for precision in ("fp32", "int8"):
+        if model_file(m, precision):
+            checks = check_reference(BUNDLE, backend.load(BUNDLE, precision))
+            assert checks and all(c.ok for c in checks), checks
