@@ -88,6 +88,10 @@ def format_report(result: dict[str, Any]) -> str:
 def main(args: Any) -> int:
     if args.part == "tracking":
         return _main_tracking(args)
+    if args.part == "enhance":
+        from appliance.enhance.bench import main as enhance_main
+
+        return enhance_main(args)
     if args.part == "align":
         from appliance.align.bench import main as align_main
 

@@ -1,6 +1,7 @@
 """Train the x2 network: ``python -m engines.sr.train`` (``make train-sr``), resumable.
 
-Adam on L1 loss, cosine learning-rate decay over ``--steps``; a checkpoint every
+Adam on L1 loss, cosine learning-rate decay over ``--steps`` (a resumed run may change
+it); a checkpoint every
 ``--eval-every`` steps (model, optimizer, step, sampler state) so an interrupted run
 continues where it stopped (``--resume``, the default when a checkpoint exists). Progress
 goes to stdout: loss, steps per second, time left, and Set5 Y-PSNR of the current
@@ -67,6 +68,14 @@ def set5_psnr(model: SRNet, data: Path) -> float:
     return float(np.mean(values))
 
 
+def cosine_lr(step: int, steps: int, peak: float) -> float:
+    """Cosine decay to peak/50 at ``steps``; a function of the step alone, so a resumed
+    run may be given a new ``--steps`` and simply follows the new curve."""
+    floor = peak / 50
+    progress = min(1.0, step / max(1, steps))
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -75,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.out / "checkpoint.pt"
     model = SRNet(args.channels, args.blocks)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps, eta_min=args.lr / 50)
     print(f"loading the training images from {args.data} ...", flush=True)
     images = load_training_y(args.data)
     degradation = Degradation()
@@ -85,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         state = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
         sampler.rng.bit_generator.state = state["rng"]
         step = int(state["step"])
         print(f"resumed at step {step} from {checkpoint}", flush=True)
@@ -99,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     window_start, window_steps, losses = time.monotonic(), 0, []
     while step < args.steps:
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, args.steps, args.lr)
         lr, hr = sampler.batch(args.batch)
         loss = F.l1_loss(model(torch.from_numpy(lr)), torch.from_numpy(hr))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         step += 1
         window_steps += 1
         losses.append(loss.item())
@@ -115,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             left = (args.steps - step) / rate / 60
             print(
                 f"step {step}/{args.steps} loss {np.mean(losses):.5f} "
-                f"lr {sched.get_last_lr()[0]:.2e} {rate:.2f} steps/s "
+                f"lr {cosine_lr(step, args.steps, args.lr):.2e} {rate:.2f} steps/s "
                 f"~{left:.0f} min left, Set5 Y-PSNR {psnr:.3f} dB",
                 flush=True,
             )
-            _save(checkpoint, model, opt, sched, sampler, step, args, psnr)
+            _save(checkpoint, model, opt, sampler, step, args, psnr)
             window_start, window_steps, losses = time.monotonic(), 0, []
         if out_of_time:
             print(f"stopped after {args.minutes} min; run again to continue", flush=True)
@@ -131,7 +139,6 @@ def _save(
     path: Path,
     model: SRNet,
     opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
     sampler: PairSampler,
     step: int,
     args: argparse.Namespace,
@@ -140,7 +147,6 @@ def _save(
     state = {
         "model": model.state_dict(),
         "opt": opt.state_dict(),
-        "sched": sched.state_dict(),
         "rng": sampler.rng.bit_generator.state,
         "step": step,
         "config": {
