@@ -8,12 +8,24 @@ rotation; the face's scale from the outer eye corners, 89 mm on the canonical fa
 two eyes' angles are averaged and both eyes get that one correction: tracker noise is
 per eye, and eyes moved by different amounts would squint.
 
-Target. Vertically it is the eye centre: the upper lid follows the eye's vertical
-rotation, and the head pitch of a canonical-face fit carries a per-person bias of several
-degrees, as large as the correction. Horizontally the lids do not follow and the yaw is
-well determined, so the target is where an eye looking *at the lens* shows its iris: the
-direction from the eye to the camera in head coordinates (head turn and the face's place
-in the picture, from the head pose). A turned head that looks at the camera is left alone.
+Picture. The networks under-read gaze (see the limits below), so the iris and the lids
+are measured again in the picture, starting from the landmarks (``iris_fit``): the iris
+centre as the best circular limbus edge near the network's, the lid margins as the edges
+over the white near the mesh's lids. Each fit counts with a confidence (none for a low
+contrast, nearly closed, tiny or clipped eye, or a fit far from the network's iris: the
+landmarks are used as they are), and what the picture corrects of the landmarks follows
+over ``FIT_S``, held through blinks: one frame's fit is noisier than the tracker's
+smoothed landmarks. The corners stay the mesh's: they move with a sideways gaze by about
+a tenth of it.
+
+Target. Vertically it is the eye centre, ``IRIS_ABOVE_LIDS`` iris radii higher where the
+lids were seen in the picture (the upper lid covers more of an iris looking ahead than
+the lower one): the upper lid follows the eye's vertical rotation, and the head pitch of
+a canonical-face fit carries a per-person bias of several degrees, as large as the
+correction. Horizontally the lids do not follow and the yaw is well determined, so the
+target is where an eye looking *at the lens* shows its iris: the direction from the eye
+to the camera in head coordinates (head turn and the face's place in the picture, from
+the head pose). A turned head that looks at the camera is left alone.
 
 Warp. One ``cv2.remap`` of a small region per eye, a backward map: the iris disc shifts
 rigidly and the shift fades out radially over one more iris radius (or twice the shift),
@@ -26,22 +38,34 @@ so an iris leaving a lid uncovers iris or white, never a lid pulled into the eye
 
 Fading. The strength goes smoothly to 0 when the gaze is far away (beyond
 ``eye_contact_max_deg``: the person looks at something else on purpose; full strength up
-to half of it), when the eyes close (the lid aperture against the face's own recent
+to 70% of it), when the eyes close (the lid aperture against the face's own recent
 open aperture, so narrow eyes are not taken for closed ones), when the head is turned
 (yaw or pitch 15 -> 25 degrees), when the eyes are a few pixels wide, and it is 0 when
 a landmark is not finite or an eye is not wholly in the picture. Gaze and blinks act at
 once (the eye's own motion hides the change); the rest, and a new face, ease in over
 ``RISE_S``.
 
-Measured limits (tests/align/test_gaze.py). The face-mesh and iris networks see only
-part of an iris movement relative to the lids: on the synthetic source a 10-degree gaze
-reads as 5-6 degrees, and when this warp moves a real eye's iris the tracker sees 40-100%
-of a horizontal shift but only 5-35% of a vertical one (their training couples lids and
-gaze). So the correction is partial: end to end on the synthetic source, the irises of a
-gaze 10 degrees below the lens move half of the way to the eye centre (97% with exact
-landmarks). It is not scaled up, on purpose: that would scale the estimate's per-person
-bias and noise with it, and an over-corrected gaze (looking above the lens) is worse than
-a partial one.
+Measured limits (tests/align/test_gaze.py, test_iris_fit.py). The face-mesh and iris
+networks see only part of an iris movement: on the synthetic source the iris network
+sees about 60% of a vertical one, and the mesh's lid and corner points follow the iris by
+about a quarter of it (the whole upper face shifts, as if the head had pitched), so the
+landmarks alone read a 10-degree gaze as 5-6 degrees and correct it by half. Measured in
+the picture, end to end through the tracker at 1280x720 (the true iris offset, by template
+matching, before -> after): 10 degrees down 2.8 -> 0.2 px (89%, landmarks alone 50%), up
+70% (32%), right 61% (50%), left 80% (95%), 5 degrees down 54% (54%); with exact iris
+landmarks the warp itself reaches 97%. A gaze at the lens reads 1.2 degrees (landmarks
+alone 2.9) and its irises move 0.2 px. What is left is mostly the photo's own gaze, which
+reads 0.8 degrees left of the lens against the corners and the head pose, and sideways
+the source's moved iris disc, whose limbus reads 0.8 px higher than the photo's own. On
+the shared clips (real talking heads, about at the lens) the estimate's median over each
+clip stays within a few degrees of the landmarks' (vertical medians -5..+9 degrees
+against -1..+12), and the fit counts fully on 53% of the eyes, partly on 40%, not at all
+on 7% (low contrast, half-closed eyes). When this warp moves a real iris along the eye
+(each clip re-tracked), the picture sees 58-99% of it (the tracker 52-82%); across the
+eye only 13-50% (the tracker 18-32%): the warp repeats the iris under the lid it leaves,
+which the limbus fit takes for more iris, where a real eye's lids follow it. Nothing is
+scaled up, on purpose: a gain would scale each person's bias and noise with it, and an
+over-corrected gaze (looking above the lens) is worse than a partial one.
 """
 
 from __future__ import annotations
@@ -54,6 +78,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from appliance.align.iris_fit import fit_eye
 from appliance.align.settings import AlignSettings
 from appliance.vision.overlay import LEFT_EYE, RIGHT_EYE
 from appliance.vision.pose import HeadPose, canonical_face
@@ -78,7 +103,7 @@ EYES = (
     EyeIndices(1, (362, 263), (387, 386, 385), (373, 374, 380), LEFT_EYE),
 )
 
-GAZE_FULL = 0.5  # full strength up to this fraction of eye_contact_max_deg
+GAZE_FULL = 0.7  # full strength up to this fraction of eye_contact_max_deg
 HEAD_FULL_DEG, HEAD_MAX_DEG = 15.0, 25.0  # head yaw/pitch: full strength, off
 BLINK_FROM, BLINK_FULL = 0.65, 0.85  # aperture / the face's open aperture: closed, open
 CLOSED_FROM, CLOSED_FULL = 0.05, 0.10  # aperture / eye width, for a face without history
@@ -90,6 +115,9 @@ RISE_S = 0.15  # time constant with which the strength rises (it falls at once)
 IRIS_OF_WIDTH = 0.2  # iris radius / eye width, when the tracker gives none
 MIN_SHIFT_PX = 0.05  # below this a warp changes nothing visible
 LID_MARGIN = 1  # rows of the opening next to a lid not copied under it (lashes)
+FIT_S = 0.1  # time constant of the picture's corrections to the landmarks
+IRIS_ABOVE_LIDS = 0.1  # iris radii: how far above the lids' midpoint an eye at the lens
+# shows its iris centre (the upper lid covers more of the iris than the lower one)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +130,7 @@ class Eye:
     width: float  # corner to corner, px
     openness: float  # lid aperture / width
     contour: np.ndarray  # (16, 2) eyelid contour
+    fitted: float = 0.0  # 0..1: how much of the iris position the picture gave
 
     @property
     def offset_px(self) -> np.ndarray:
@@ -119,6 +148,7 @@ class Gaze:
     eyeball_px: float  # EYEBALL_MM in pixels
     offset: np.ndarray  # (2,) mean over both eyes of (iris - target) / eyeball_px
     angle_deg: float  # the gaze's angle away from the lens
+    target: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((2, 2)))
 
     @property
     def openness(self) -> float:
@@ -138,6 +168,7 @@ class _State:
     value: float  # strength before the blink factor
     t: float
     open_ref: float  # the face's open aperture / width, nan until measured
+    fix: np.ndarray | None = None  # (2, 3) the picture's corrections, smoothed (_picture)
 
 
 class EyeContact:
@@ -145,12 +176,16 @@ class EyeContact:
 
     ``faces`` are in ``image`` pixels (``vision.stage.Face``: landmarks, irises, pose,
     id); ``t`` is the frame's time in seconds. ``last`` holds the strength (0..1) each
-    face got in the last call, by face id.
+    face got in the last call, by face id, and ``gazes`` what was measured of it (the
+    landmarks corrected by the picture; ``Eye.fitted`` says how far the iris fit counted).
+    ``use_picture`` False measures from the landmarks alone.
     """
 
     def __init__(self, settings: AlignSettings) -> None:
         self.settings = settings
         self.last: dict[int, float] = {}
+        self.gazes: dict[int, Gaze] = {}
+        self.use_picture = True
         self._states: dict[int, _State] = {}
 
     def configure(self, settings: AlignSettings) -> None:
@@ -161,15 +196,24 @@ class EyeContact:
             return image
         states: dict[int, _State] = {}
         last: dict[int, float] = {}
+        gazes: dict[int, Gaze] = {}
         for face in faces or []:
             key = _face_id(face)
+            previous = self._states.get(key)
             gaze = measure(face, image.shape)
-            state = self._step(self._states.get(key), face, gaze, t)
+            fix = None
+            if gaze is not None and self.use_picture:
+                raw, weights = _picture(image, gaze)
+                fix = _smoothed(previous, gaze, raw, t)
+                gaze = _refine(gaze, fix, weights)
+            state = dataclasses.replace(self._step(previous, face, gaze, t), fix=fix)
             strength = 0.0 if gaze is None else state.value * _open_factor(gaze, state)
             if gaze is not None and strength > 0.0:
                 _correct(image, gaze, strength)
             states[key], last[key] = state, strength
-        self._states, self.last = states, last
+            if gaze is not None:
+                gazes[key] = gaze
+        self._states, self.last, self.gazes = states, last, gazes
         return image
 
     def _wanted(self, face: Any, gaze: Gaze) -> float:
@@ -253,12 +297,17 @@ def _canthi_cm() -> float:
     return float(np.linalg.norm(canonical_face()[a] - canonical_face()[b]))
 
 
-def measure(face: Any, shape: tuple[int, ...]) -> Gaze | None:
+def measure(face: Any, shape: tuple[int, ...], image: np.ndarray | None = None) -> Gaze | None:
     """Both eyes and the gaze of ``face`` in an image of ``shape``; None when the face
     cannot be corrected safely (missing or non-finite points, an eye not wholly in the
-    picture, no irises)."""
+    picture, no irises). From the landmarks alone, or with ``image`` (the picture they
+    are in) the irises and lids measured again in it, this frame alone (``EyeContact``
+    smooths that over time)."""
     try:
-        return _measure(face, shape)
+        gaze = _measure(face, shape)
+        if gaze is None or image is None:
+            return gaze
+        return _refine(gaze, *_picture(image, gaze))
     except (TypeError, ValueError, IndexError):  # not a face as the tracker makes them
         return None
 
@@ -289,7 +338,12 @@ def _measure(face: Any, shape: tuple[int, ...]) -> Gaze | None:
             return None
         eyes.append(eye)
     eyeball_px = EYEBALL_MM / (10.0 * _canthi_cm()) * span
-    target = lens_target(getattr(face, "pose", None))
+    return _gaze((eyes[0], eyes[1]), u, v, eyeball_px, lens_target(getattr(face, "pose", None)))
+
+
+def _gaze(
+    eyes: tuple[Eye, Eye], u: np.ndarray, v: np.ndarray, eyeball_px: float, target: np.ndarray
+) -> Gaze | None:
     offsets = [
         np.array([(e.iris - e.centre) @ u, (e.iris - e.centre) @ v]) / eyeball_px - target[k]
         for k, e in enumerate(eyes)
@@ -298,7 +352,49 @@ def _measure(face: Any, shape: tuple[int, ...]) -> Gaze | None:
     if not np.isfinite(offset).all():
         return None
     angle = math.degrees(math.asin(min(1.0, float(np.hypot(*offset)))))
-    return Gaze((eyes[0], eyes[1]), u, v, eyeball_px, offset, angle)
+    return Gaze(eyes, u, v, eyeball_px, offset, angle, target)
+
+
+def _picture(image: np.ndarray, gaze: Gaze) -> tuple[np.ndarray, np.ndarray]:
+    """What the picture corrects of the landmarks: (2, 3) per eye the fitted iris less
+    the network's along u and v, weighted by the fit's confidence, and how far the eye
+    centre moves along v, in iris radii; (2,) the fits' weights (0: the network's iris)."""
+    fix, weights = np.zeros((2, 3)), np.zeros(2)
+    for k, eye in enumerate(gaze.eyes):
+        try:
+            fit = fit_eye(image, eye.contour, eye.iris, eye.radius, gaze.u, gaze.v)
+        except (cv2.error, ValueError, IndexError):  # a picture it cannot read: landmarks
+            fit = None
+        if fit is None:
+            continue
+        moved = fit.weight * (fit.iris - eye.iris) / eye.radius
+        lids = fit.lid_shift
+        # Where the lids were seen, the target is a little above their midpoint.
+        centre = 0.0 if lids is None else lids / eye.radius - IRIS_ABOVE_LIDS
+        fix[k] = (moved @ gaze.u, moved @ gaze.v, centre)
+        weights[k] = fit.weight
+    return fix, weights
+
+
+def _smoothed(previous: _State | None, gaze: Gaze, raw: np.ndarray, t: float) -> np.ndarray:
+    """The picture's corrections followed with ``FIT_S``: one frame's fit is noisier than
+    the tracker's smoothed landmarks. Slower as the eyes close, held while they are closed
+    (nothing to fit then)."""
+    if previous is None or previous.fix is None:
+        return raw
+    dt = max(0.0, t - previous.t) if math.isfinite(t) else 0.0
+    rate = _follow(dt, FIT_S) * _open_factor(gaze, previous)
+    return previous.fix + rate * (raw - previous.fix)
+
+
+def _refine(gaze: Gaze, fix: np.ndarray, weights: np.ndarray) -> Gaze | None:
+    """``gaze`` with each eye's iris and centre moved by the picture's corrections."""
+    eyes = []
+    for eye, (du, dv, lids), weight in zip(gaze.eyes, fix, weights, strict=True):
+        iris = eye.iris + eye.radius * (du * gaze.u + dv * gaze.v)
+        centre = eye.centre + eye.radius * lids * gaze.v
+        eyes.append(dataclasses.replace(eye, iris=iris, centre=centre, fitted=float(weight)))
+    return _gaze((eyes[0], eyes[1]), gaze.u, gaze.v, gaze.eyeball_px, gaze.target)
 
 
 def _measure_eye(

