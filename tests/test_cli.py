@@ -81,3 +81,18 @@ def test_hw_reports_a_backend_for_every_part() -> None:
     report = json.loads(result.stdout)
     for part in ("capture", "inference", "uvc", "hotplug"):
         assert part in report, report
+
+
+def test_blas_runs_one_thread_per_call_unless_told_otherwise() -> None:
+    import os
+
+    code = "import appliance, os; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    told = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**env, "OPENBLAS_NUM_THREADS": "4"},
+    )
+    assert plain.stdout.strip() == "1" and told.stdout.strip() == "4"
