@@ -48,6 +48,15 @@ class RepConv(nn.Module):
         self.fused = conv
 
 
+def upscale(body: nn.ModuleList, tail: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The network's shape: ReLU layers, the tail, the residual, the pixel shuffle."""
+    y = x
+    for layer in body:
+        y = F.relu(layer(y))
+    y = tail(y) + x.repeat(1, SCALE * SCALE, 1, 1)
+    return F.pixel_shuffle(y, SCALE)
+
+
 class SRNet(nn.Module):
     """Y (N, 1, H, W) in 0..1 -> Y (N, 1, 2H, 2W)."""
 
@@ -60,11 +69,7 @@ class SRNet(nn.Module):
         self.tail = RepConv(channels, SCALE * SCALE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        for layer in self.body:
-            y = F.relu(layer(y))
-        y = self.tail(y) + x.repeat(1, SCALE * SCALE, 1, 1)
-        return F.pixel_shuffle(y, SCALE)
+        return upscale(self.body, self.tail, x)
 
     def fuse(self) -> SRNet:
         for module in self.modules():

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from engines.sr.model import SCALE, SRNet
+from engines.sr.model import SRNet, upscale
 
 QMIN, QMAX = -128, 127
 PERCENTILE = 99.99
@@ -70,11 +70,7 @@ class QuantSRNet(nn.Module):
         self.tail = QuantConv(convs[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        for layer in self.body:
-            y = F.relu(layer(y))
-        y = self.tail(y) + x.repeat(1, SCALE * SCALE, 1, 1)
-        return F.pixel_shuffle(y, SCALE)
+        return upscale(self.body, self.tail, x)
 
     def calibrate(self, tiles: torch.Tensor) -> dict[str, float]:
         """Set each input scale from the |x| percentile over ``tiles`` (N, 1, T, T)."""
