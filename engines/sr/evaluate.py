@@ -121,6 +121,33 @@ def markdown(results: dict[str, dict[str, tuple[float, float]]]) -> str:
     return "\n".join(lines)
 
 
+def comparison(
+    hr_bgr: np.ndarray, network: Upscaler, box: tuple[int, int, int, int], zoom: int = 3
+) -> np.ndarray:
+    """HR crop ``box`` (x, y, w, h; even) as: bicubic | network | original, enlarged
+    ``zoom`` times with nearest neighbour so the pixels show."""
+    x, y, w, h = box
+    h_even, w_even = (s - s % SCALE for s in hr_bgr.shape[:2])
+    hr = hr_bgr[:h_even, :w_even]
+    lr = to_uint8(imresize(hr, 1.0 / SCALE))
+    lr_y = bgr_to_y(lr)
+    base = cv2.resize(lr, (w_even, h_even), interpolation=cv2.INTER_CUBIC)
+    panels = []
+    for luma in (bicubic(lr_y), network(lr_y)):
+        ycrcb = cv2.cvtColor(base, cv2.COLOR_BGR2YCrCb)
+        ycrcb[..., 0] = to_uint8((luma - 16.0) * 255.0 / 219.0)
+        panels.append(cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR))
+    panels.append(hr)
+    tiles = []
+    for panel, label in zip(panels, ("bicubic", "network", "original"), strict=True):
+        crop = cv2.resize(panel[y : y + h, x : x + w], (w * zoom, h * zoom), interpolation=0)
+        cv2.rectangle(crop, (0, 0), (12 * len(label) + 12, 26), (0, 0, 0), -1)
+        cv2.putText(crop, label, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
+        tiles.append(crop)
+    gap = np.full((h * zoom, 6, 3), 255, np.uint8)
+    return np.hstack([tiles[0], gap, tiles[1], gap, tiles[2]])
+
+
 def main(argv: list[str] | None = None) -> int:
     from engines.sr.spec import MARGIN, OFFSET, TILE
     from engines.sr.train import DEFAULT_DATA
@@ -130,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--int8", type=Path, help="INT8 QDQ ONNX")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--json", type=Path, help="write the figures here")
+    p.add_argument("--images", type=Path, help="write before/after crops to this folder")
     args = p.parse_args(argv)
     methods: dict[str, Upscaler] = {"bicubic": bicubic, "lanczos": lanczos}
     methods["SRNet FP32"] = onnx_upscaler(args.model, TILE, MARGIN, OFFSET)
@@ -139,6 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.images:
+        args.images.mkdir(parents=True, exist_ok=True)
+        network = methods["SRNet INT8" if args.int8 else "SRNet FP32"]
+        shots = {
+            "sr-set14-zebra.jpg": (load_set(args.data, "set14")[13], (260, 130, 160, 110)),
+            "sr-face.jpg": (face_frames(args.data, held_out=True)[0], (170, 150, 170, 130)),
+        }
+        for name, (image, box) in shots.items():
+            cv2.imwrite(str(args.images / name), comparison(image, network, box))
+            print(args.images / name)
     return 0
 
 
