@@ -70,7 +70,13 @@ def test_status_reports_source_and_stages(served: Served) -> None:
     assert code == 200 and kind == "application/json"
     assert status["capture"]["source"].startswith("file://")
     assert status["healthy"] is True
-    assert set(status["pipeline"]["stages"]) == {"vision", "align", "preview"}
+    assert set(status["pipeline"]["stages"]) == {
+        "vision",
+        "align",
+        "background",
+        "enhance",
+        "preview",
+    }
     assert status["vision"]["error"] is None
     # Throughput is reported although nobody watches (the preview sink then idles).
     assert status["pipeline"]["fps"] > 0 and status["pipeline"]["output_fps"] == 0
