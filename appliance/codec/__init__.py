@@ -1,0 +1,1 @@
+"""Keypoint face codec: landmarks to a few bytes per frame and back."""
