@@ -1,0 +1,1 @@
+"""Recipes for the keypoint face codec: the expression basis learned from tracked clips."""
