@@ -22,6 +22,8 @@ import numpy as np
 from engines.sr.imresize import bgr_to_y, imresize
 
 SCALE = 2
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / ".cache" / "sr"  # checkpoints
 TRAIN_SETS = ("sr/yang91", "sr/bsd200")
 FACE_EVERY = 40  # clip frames used for training: 0, 40, 80 ...; FACE_EVERY // 2 + k * FACE_EVERY
 # are held out for the face evaluation

@@ -149,8 +149,8 @@ def comparison(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engines.sr.data import DEFAULT_DATA
     from engines.sr.spec import MARGIN, OFFSET, TILE
-    from engines.sr.train import DEFAULT_DATA
 
     p = argparse.ArgumentParser(prog="python -m engines.sr.evaluate", description=__doc__)
     p.add_argument("--model", type=Path, required=True, help="FP32 ONNX")

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engines.sr.data import DEFAULT_OUT
 from engines.sr.model import SRNet
 from engines.sr.spec import INPUT, OPSET, OUTPUT, TILE
-from engines.sr.train import DEFAULT_OUT
 
 
 def load_fused(checkpoint: Path) -> tuple[SRNet, dict]:

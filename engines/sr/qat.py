@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import os
 
-    from engines.sr.train import DEFAULT_DATA, DEFAULT_OUT
+    from engines.sr.data import DEFAULT_DATA, DEFAULT_OUT
 
     p = argparse.ArgumentParser(prog="python -m engines.sr.qat", description=__doc__)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_OUT / "checkpoint.pt")

@@ -22,13 +22,17 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from engines.sr.data import Degradation, PairSampler, load_training_y, read_bgr
+from engines.sr.data import (
+    DEFAULT_DATA,
+    DEFAULT_OUT,
+    Degradation,
+    PairSampler,
+    load_training_y,
+    read_bgr,
+)
 from engines.sr.imresize import bgr_to_y, imresize
 from engines.sr.model import SRNet
 from engines.sr.spec import deployed_parameters
-
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / ".cache" / "sr"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
