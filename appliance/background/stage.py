@@ -152,12 +152,9 @@ class BackgroundStage(Stage):
         """The stage as ``config.background`` describes it. The model runs on ``backend``
         or, without one, the backend that ``config.vision`` (backend, threads) names."""
         if backend is None:
-            from appliance.runtime.select import choose_backend
+            from appliance.runtime.select import backend_for
 
-            section = getattr(config, "vision", None)
-            backend = choose_backend(
-                str(getattr(section, "backend", "auto")), int(getattr(section, "threads", 1))
-            )
+            backend = backend_for(config)
         settings = BackgroundSettings.from_config(config)
         return cls(None, settings, backend=backend, bundles_dir=bundles_dir)
 

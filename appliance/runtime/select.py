@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from appliance.runtime.base import Backend, BackendUnavailable
 
@@ -62,3 +63,12 @@ def choose_backend(preferred: str = "auto", threads: int = 1) -> Backend:
         log.info("inference backend: %s", name)
         return backend
     raise BackendUnavailable("no inference backend: " + "; ".join(reasons))
+
+
+def backend_for(config: Any) -> Backend:
+    """The backend ``config.vision`` names (``backend``, ``threads``): every stage's
+    networks run on it, so they share one choice and one log line."""
+    section = getattr(config, "vision", None)
+    return choose_backend(
+        str(getattr(section, "backend", "auto")), int(getattr(section, "threads", 1))
+    )

@@ -157,13 +157,9 @@ class FaceTrackingStage(Stage):
     def from_config(cls, config: Any, bundles_dir: Path | None = None) -> FaceTrackingStage:
         """The stage as ``config.vision`` describes it, restart-only fields included:
         ``backend`` ("auto": TensorRT where present) and ``threads`` (ONNX Runtime)."""
-        from appliance.runtime.select import choose_backend
+        from appliance.runtime.select import backend_for
 
-        section = getattr(config, "vision", None)
-        backend = choose_backend(
-            str(getattr(section, "backend", "auto")), int(getattr(section, "threads", 1))
-        )
-        return cls(backend, bundles_dir, VisionSettings.from_config(config))
+        return cls(backend_for(config), bundles_dir, VisionSettings.from_config(config))
 
     def _apply(self, settings: VisionSettings) -> None:
         tracker = self.tracker

@@ -28,19 +28,27 @@ def load_fused(checkpoint: Path) -> tuple[SRNet, dict]:
     return model.fuse().centre(), state
 
 
-def export(checkpoint: Path, out: Path) -> dict:
-    model, state = load_fused(checkpoint)
+def to_onnx(module: torch.nn.Module, out: Path) -> torch.Tensor:
+    """Write ``module`` with the bundle's tile input; returns the input it traced with."""
     dummy = torch.rand(1, 1, TILE, TILE) - 0.5
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
-        model,
+        module,
         (dummy,),
         str(out),
         input_names=[INPUT],
         output_names=[OUTPUT],
         opset_version=OPSET,
-        dynamo=False,  # the TorchScript exporter writes plain Conv/Relu/DepthToSpace
+        # The TorchScript exporter writes plain Conv/Relu/DepthToSpace and turns fake
+        # quantization into QuantizeLinear/DequantizeLinear pairs.
+        dynamo=False,
     )
+    return dummy
+
+
+def export(checkpoint: Path, out: Path) -> dict:
+    model, state = load_fused(checkpoint)
+    dummy = to_onnx(model, out)
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

@@ -130,8 +130,7 @@ def quantize_aware(
 ) -> dict[str, Any]:
     """Fine-tune with INT8 in the loop and export the QDQ model; its manifest settings."""
     from engines.sr.data import PairSampler, load_training_y
-    from engines.sr.export import load_fused
-    from engines.sr.spec import INPUT, OPSET, OUTPUT, TILE
+    from engines.sr.export import load_fused, to_onnx
 
     torch.manual_seed(0)
     net, _ = load_fused(checkpoint)
@@ -142,16 +141,7 @@ def quantize_aware(
     print("activation bounds: " + ", ".join(f"{k} {v:.3f}" for k, v in bounds.items()))
     finetune(qnet, sampler, steps, lr, batch)
     qnet.freeze().eval()
-    dummy = torch.rand(1, 1, TILE, TILE) - 0.5
-    torch.onnx.export(
-        qnet,
-        (dummy,),
-        str(out),
-        input_names=[INPUT],
-        output_names=[OUTPUT],
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    to_onnx(qnet, out)
     return {
         "format": "QDQ",
         "activations": f"int8 symmetric, per tensor: {PERCENTILE}th percentile of |x| "
