@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from appliance.align.evaluate import read_clip
+from appliance.align.gaze import EYES
 from appliance.align.settings import AlignSettings
 from appliance.align.stage import AlignStage
 from appliance.frame import Frame
@@ -141,7 +142,7 @@ def _eye_crop(
     faces = tracking.process(Frame(before.copy(), 0, 0.0)).meta.get("faces") or []
     if not faces:
         return pair
-    eyes = faces[0].landmarks[[33, 133, 362, 263, 159, 145, 386, 374], :2]
+    eyes = faces[0].landmarks[[i for eye in EYES for i in eye.contour], :2]
     (x0, y0), (x1, y1) = eyes.min(axis=0), eyes.max(axis=0)
     pad = 0.25 * (x1 - x0)
     box = slice(int(y0 - pad), int(y1 + pad)), slice(int(x0 - pad), int(x1 + pad))

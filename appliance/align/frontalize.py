@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from appliance.align.affine import finite_box
 from appliance.align.settings import AlignSettings
 from appliance.vision.overlay import FACE_OVAL, LEFT_EYE, LIPS_OUTER, RIGHT_EYE
 from appliance.vision.pose import HeadPose, canonical_face
@@ -235,10 +236,9 @@ def _moved_face(face: Any, moved: np.ndarray) -> Any:
         for k, eye in enumerate((RIGHT_EYE, LEFT_EYE)):
             iris[k] += shift[list(eye)].mean(axis=0).astype(np.float32)
         changes["iris"] = iris
-    finite = moved[np.isfinite(moved).all(axis=1)]
-    if len(finite):
-        (bx0, by0), (bx1, by1) = finite.min(axis=0), finite.max(axis=0)
-        changes["box"] = (float(bx0), float(by0), float(bx1), float(by1))
+    box = finite_box(moved)
+    if box is not None:
+        changes["box"] = box
     if dataclasses.is_dataclass(face) and not isinstance(face, type):
         return dataclasses.replace(face, **changes)
     return face

@@ -78,13 +78,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from appliance.align.geometry import EYE_LEFT, EYE_RIGHT
 from appliance.align.iris_fit import fit_eye
 from appliance.align.settings import AlignSettings
 from appliance.vision.overlay import LEFT_EYE, RIGHT_EYE
 from appliance.vision.pose import HeadPose, canonical_face
 
 EYEBALL_MM = 12.0  # iris centre to the eye's centre of rotation
-OUTER_CORNERS = (33, 263)  # image left, image right on a frontal face
+OUTER_CORNERS = (EYE_LEFT, EYE_RIGHT)  # image left, image right on a frontal face
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,6 +293,12 @@ def _turn_factor(face: Any, gaze: Gaze) -> float:
 
 
 @lru_cache(maxsize=1)
+def _canonical_eye_centres() -> np.ndarray:
+    """(2, 3) cm: the middle of each eye's corners on the canonical face."""
+    return np.array([canonical_face()[list(idx.corners)].mean(axis=0) for idx in EYES])
+
+
+@lru_cache(maxsize=1)
 def _canthi_cm() -> float:
     a, b = OUTER_CORNERS
     return float(np.linalg.norm(canonical_face()[a] - canonical_face()[b]))
@@ -437,8 +444,7 @@ def lens_target(pose: Any) -> np.ndarray:
         return target
     rotation = np.asarray(pose.rotation, np.float64)
     translation = np.asarray(pose.translation, np.float64).reshape(3)
-    for k, idx in enumerate(EYES):
-        eye = canonical_face()[list(idx.corners)].mean(axis=0)
+    for k, eye in enumerate(_canonical_eye_centres()):
         to_camera = -(rotation @ eye + translation)
         norm = float(np.linalg.norm(to_camera))
         if not (norm > 0.0 and math.isfinite(norm)):

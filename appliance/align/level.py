@@ -96,18 +96,3 @@ def output_to_source(crop: Crop, roll_deg: float, out_size: tuple[int, int]) -> 
     # turns them into OpenCV's (pixel i is at i).
     offset = np.array([crop.cx, crop.cy]) - a @ np.array([wo / 2, ho / 2]) + a @ [0.5, 0.5] - 0.5
     return np.hstack([a, offset[:, None]])
-
-
-def invert(m: np.ndarray) -> np.ndarray:
-    """The inverse of a 2x3 affine."""
-    a = np.linalg.inv(m[:, :2])
-    return np.hstack([a, (-a @ m[:, 2])[:, None]])
-
-
-def apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(N, 2+) points through the 2x3 affine; extra columns (depth) are scaled along."""
-    out = np.array(points, dtype=np.float64, copy=True)
-    out[..., :2] = points[..., :2] @ m[:, :2].T + m[:, 2]
-    if out.shape[-1] > 2:  # mesh depth is in the same px units as x: it scales with them
-        out[..., 2:] *= math.sqrt(abs(np.linalg.det(m[:, :2])))
-    return out

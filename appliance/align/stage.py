@@ -11,22 +11,23 @@ crop height}.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
 import cv2
 import numpy as np
 
-from appliance.align.framing import Crop, Framer, clamp_crop, largest_crop_height
+from appliance.align.affine import DOUBLE, invert, map_face, then
+from appliance.align.framing import Crop, Framer
 from appliance.align.frontalize import Frontalizer
 from appliance.align.gaze import EyeContact
 from appliance.align.geometry import FaceGeom, measure
-from appliance.align.level import Leveller, apply, fit_rotated, invert, output_to_source
+from appliance.align.level import Leveller, fit_rotated, output_to_source
 from appliance.align.settings import AlignSettings
 from appliance.frame import Frame
 from appliance.pipeline.stage import Stage
+
+IDENTITY = np.eye(2, 3)  # read only: the map when the picture was not re-framed
 
 
 class AlignStage(Stage):
@@ -95,7 +96,7 @@ class AlignStage(Stage):
         """Frontalization, then eye contact on the frontalized eyes, in the output picture.
         ``meta["retouch"]`` holds each feature's strength per face id (0..1)."""
         faces = frame.meta.get("faces") or []
-        to_output = frame.meta.get("align_matrix", np.eye(2, 3))
+        to_output = frame.meta.get("align_matrix", IDENTITY)
         retouch = frame.meta.setdefault("retouch", {})
         if frame.image.base is not None or not frame.image.flags.writeable:
             frame.image = frame.image.copy()  # never paint into a buffer the source owns
@@ -122,8 +123,7 @@ class AlignStage(Stage):
             crop = self.framer.update(geoms, frame.t_capture)
             subject = self.framer.current
         else:
-            h = largest_crop_height(size[0], size[1], aspect)
-            crop = clamp_crop(size[0] / 2, size[1] / 2, h, size, aspect)
+            crop = self.framer.full()
             subject = self._primary(geoms)
         roll = self.leveller.update(subject, frame.t_capture) if s.level else 0.0
         crop = fit_rotated(crop, roll, size)
@@ -162,14 +162,6 @@ class AlignStage(Stage):
         return [max(geoms, key=lambda g: g.height)] if geoms else []
 
 
-DOUBLE = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5]])  # x2 upscale, pixel centres kept
-
-
-def then(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """The 2x3 affine that applies ``first``, then ``second``."""
-    return (np.vstack([second, [0.0, 0.0, 1.0]]) @ np.vstack([first, [0.0, 0.0, 1.0]]))[:2]
-
-
 def _zoom_detail(config: Any, current: bool) -> bool:
     section = getattr(config, "enhance", None)
     return bool(getattr(section, "zoom", current)) if section is not None else current
@@ -177,26 +169,3 @@ def _zoom_detail(config: Any, current: bool) -> bool:
 
 def crop_box(crop: Crop) -> tuple[float, float, float, float]:
     return tuple(float(v) for v in crop.box)  # type: ignore[return-value]
-
-
-def map_face(face: Any, m: np.ndarray) -> Any:
-    """The face with its image-space fields mapped through ``m``; others kept as is."""
-    if not dataclasses.is_dataclass(face) or isinstance(face, type):
-        return face
-    lm = np.asarray(getattr(face, "landmarks", None), dtype=np.float64)
-    if lm.ndim != 2 or lm.shape[1] < 2:
-        return face
-    landmarks = apply(m, lm).astype(np.float32)
-    finite = landmarks[np.isfinite(landmarks[:, :2]).all(axis=1), :2]
-    box = getattr(face, "box", None)
-    if len(finite):
-        x0, y0 = finite.min(axis=0)
-        x1, y1 = finite.max(axis=0)
-        box = (float(x0), float(y0), float(x1), float(y1))
-    changes: dict[str, Any] = {"landmarks": landmarks, "box": box}
-    iris, radius = getattr(face, "iris", None), getattr(face, "iris_radius", None)
-    if iris is not None:
-        changes["iris"] = apply(m, np.asarray(iris, dtype=np.float64)).astype(np.float32)
-    if radius is not None:
-        changes["iris_radius"] = np.asarray(radius) * math.sqrt(abs(np.linalg.det(m[:, :2])))
-    return dataclasses.replace(face, **changes)

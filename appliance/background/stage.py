@@ -18,14 +18,15 @@ input's size (a grey or BGRA input comes out BGR).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from appliance.background.compose import (
     Backdrop,
@@ -37,16 +38,15 @@ from appliance.background.compose import (
 from appliance.background.frames import BackgroundError, as_bgr, reduce, work_factor
 from appliance.background.matte import Matte, upsample
 from appliance.background.segment import PersonSegmenter
-from appliance.config.errors import ConfigError
+from appliance.config.errors import ConfigError, describe
+from appliance.config.schema import BackgroundConfig
 from appliance.frame import Frame
 from appliance.pipeline.stage import Stage, settings_from
 from appliance.runtime.base import Backend
 
 log = logging.getLogger(__name__)
 
-MODES = ("off", "blur", "replace")
 MAX_GAP_S = 1.0  # a pause longer than this starts the matte afresh (new scene likely)
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 @dataclass(frozen=True)
@@ -67,29 +67,13 @@ class BackgroundSettings:
         return settings_from(cls, getattr(config, "background", None), current)
 
     def problems(self) -> list[str]:
-        """What is wrong with these values, one ``background.field: why`` line each."""
-        found = []
-        if self.mode not in MODES:
-            found.append(f"background.mode: expected one of {', '.join(MODES)}, got {self.mode!r}")
-        if not _within(self.blur, 0.0, 0.2, low_open=True):
-            found.append(f"background.blur: must be in (0, 0.2], got {self.blur!r}")
-        if not isinstance(self.color, str) or not _COLOR.match(self.color):
-            found.append(f"background.color: expected #rrggbb, got {self.color!r}")
-        if not _within(self.stability, 0.0, 1.0, high_open=True):
-            found.append(f"background.stability: must be in [0, 1), got {self.stability!r}")
-        if not isinstance(self.image, str):
-            found.append(f"background.image: expected a path, got {self.image!r}")
-        return found
-
-
-def _within(
-    value: object, low: float, high: float, low_open: bool = False, high_open: bool = False
-) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
-    return above and below
+        """What is wrong with these values, one ``background.field: why`` line each: the
+        config schema's own checks, for settings that did not come through it."""
+        try:
+            BackgroundConfig.model_validate(dataclasses.asdict(self))
+        except ValidationError as exc:
+            return [f"background.{line}" for line in describe(exc, BackgroundConfig)]
+        return []
 
 
 def check_background(old: Any, new: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from appliance.align.stage import DOUBLE, map_face, then
+from appliance.align.affine import DOUBLE, map_face, then
 from appliance.enhance.upscale import Upscaler
 from appliance.frame import Frame
 from appliance.pipeline.stage import Stage, settings_from

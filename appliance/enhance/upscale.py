@@ -16,7 +16,7 @@ import numpy as np
 
 from appliance.enhance.tiles import upscale_tiled
 from appliance.runtime.base import Backend, Model, ModelError
-from appliance.runtime.bundle import factory_bundle_dir, load_verified
+from appliance.runtime.bundle import factory_bundle_dir, load_manifest
 
 BUNDLE = "sr_x2"
 # BT.601 studio-range luma from 8-bit BGR, as the training data (engines.sr.imresize).
@@ -44,12 +44,12 @@ class Upscaler:
         cls, backend: Backend, bundles_dir: Path | None = None, precision: str = "auto"
     ) -> Upscaler:
         bundle = (bundles_dir or factory_bundle_dir()) / BUNDLE
-        manifest = load_verified(bundle)
+        manifest = load_manifest(bundle)  # backend.load verifies every file
         post = manifest.get("postprocess") or {}
         if post.get("scale") != 2 or "tile" not in post or "margin" not in post:
             raise ModelError(f"{bundle}: not an x2 tiled super-resolution bundle")
-        spec = manifest["inputs"][0]
         model = backend.load(bundle, precision)
+        spec = manifest["inputs"][0]
         return cls(model, int(post["tile"]), int(post["margin"]), spec["scale"], spec["offset"])
 
     def upscale_luma(self, luma: np.ndarray) -> np.ndarray:

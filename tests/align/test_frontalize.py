@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
+from appliance.align.affine import map_face
 from appliance.align.frontalize import (
     Frontalizer,
     fade,
@@ -17,7 +18,7 @@ from appliance.align.frontalize import (
     warp_face,
 )
 from appliance.align.settings import AlignSettings
-from appliance.align.stage import AlignStage, map_face
+from appliance.align.stage import AlignStage
 from appliance.frame import Frame
 from appliance.vision.pose import HeadPose, camera_matrix, canonical_face, euler
 from appliance.vision.stage import Face, FaceTrackingStage

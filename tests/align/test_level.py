@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from appliance.align.affine import apply, invert
 from appliance.align.framing import Crop
-from appliance.align.level import apply, fit_rotated, invert, output_to_source
+from appliance.align.level import fit_rotated, output_to_source
 from appliance.align.stage import AlignStage
 from appliance.capture.synthetic import SyntheticSource
 from appliance.frame import Frame

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from appliance.align.affine import apply
 from appliance.align.geometry import measure
-from appliance.align.level import apply
 from appliance.align.stage import AlignStage
 from appliance.capture.synthetic import SyntheticSource
 from appliance.frame import Frame
