@@ -107,3 +107,11 @@ def test_cli_parser_wires_into_a_main_parser() -> None:
     assert args.engines_func(args) == 0
     args = parser.parse_args(["engines", "build", "face_mesh", "--allow-fp32-only"])
     assert args.names == ["face_mesh"] and args.allow_fp32_only
+
+
+def test_every_bundle_is_installed_with_the_package() -> None:
+    import tomllib
+
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    shipped = {k for k in data_files["data-files"] if k.startswith("share/appliance/bundles/")}
+    assert shipped == {f"share/appliance/bundles/{name}" for name in IDS}

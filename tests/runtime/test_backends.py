@@ -26,7 +26,7 @@ from appliance.runtime.onnx import OnnxRuntimeBackend
 from appliance.runtime.select import CANDIDATES, available_backends
 
 BACKENDS, UNAVAILABLE = available_backends()
-MODELS = ["face_detection", "face_mesh", "iris", "selfie_segmentation"]
+MODELS = sorted(p.name for p in factory_bundle_dir().iterdir() if p.is_dir())
 
 
 def test_onnxruntime_is_available_here() -> None:
