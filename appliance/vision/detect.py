@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from appliance.runtime.base import Model
 from appliance.vision import anchors
 from appliance.vision.crops import letterbox
-from appliance.vision.net import DETECTOR_INPUT, Network
+from appliance.vision.net import Network
 
 MIN_SCORE = 0.5  # the bundle's postprocess.min_score
 NMS_IOU = 0.3  # postprocess.nms.iou
@@ -71,9 +70,9 @@ class FaceDetector:
     """``detect(bgr) -> [Detection]``, best first, in the frame's pixels."""
 
     def __init__(
-        self, model: Model | Network, min_score: float = MIN_SCORE, nms_iou: float = NMS_IOU
+        self, net: Network, min_score: float = MIN_SCORE, nms_iou: float = NMS_IOU
     ) -> None:
-        self.net = model if isinstance(model, Network) else Network(model, DETECTOR_INPUT)
+        self.net = net
         self.min_score = min_score
         self.nms_iou = nms_iou
         self._regressors = self.net.output(len(anchors.ANCHORS) * 16)

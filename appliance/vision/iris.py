@@ -19,9 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from appliance.runtime.base import Model
 from appliance.vision.landmarks import Roi, crop, to_frame
-from appliance.vision.net import UNIT_INPUT, Network
+from appliance.vision.net import Network
 
 CONTOUR_POINTS = 71
 IRIS_POINTS = 5
@@ -54,8 +53,8 @@ def eye_roi(landmarks: np.ndarray, first: int, second: int) -> Roi:
 class IrisModel:
     """``run(bgr, landmarks) -> IrisResult`` from a face's 468 mesh points (frame px)."""
 
-    def __init__(self, model: Model | Network) -> None:
-        self.net = model if isinstance(model, Network) else Network(model, UNIT_INPUT)
+    def __init__(self, net: Network) -> None:
+        self.net = net
         self._contour = self.net.output(CONTOUR_POINTS * 3)
         self._iris = self.net.output(IRIS_POINTS * 3)
 

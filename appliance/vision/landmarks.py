@@ -19,10 +19,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from appliance.runtime.base import Model
 from appliance.vision.crops import rotated_crop
 from appliance.vision.detect import LEFT_EYE, RIGHT_EYE, Detection
-from appliance.vision.net import UNIT_INPUT, Network
+from appliance.vision.net import Network
 
 POINTS = 468
 ROI_SCALE = 1.5  # region side / face size, for detections and for landmarks alike
@@ -123,8 +122,8 @@ class MeshResult:
 class FaceMesh:
     """``run(bgr, roi) -> MeshResult`` with the 192x192 face landmark network."""
 
-    def __init__(self, model: Model | Network) -> None:
-        self.net = model if isinstance(model, Network) else Network(model, UNIT_INPUT)
+    def __init__(self, net: Network) -> None:
+        self.net = net
         self._points = self.net.output(POINTS * 3)
         self._presence = self.net.output(1)
 

@@ -26,11 +26,6 @@ class Normalization:
     layout: str = "NCHW"
 
 
-# The factory bundles' values, for callers that pass a bare Model (tests, tools).
-DETECTOR_INPUT = Normalization(2.0 / 255.0, -1.0)
-UNIT_INPUT = Normalization(1.0 / 255.0, 0.0)
-
-
 class Network:
     """A model with a square RGB input: ``run(rgb_u8) -> outputs`` in the model's order."""
 

@@ -57,6 +57,12 @@ def rigid_points() -> np.ndarray:
     return np.flatnonzero(-canonical_face()[:, 1] > RIGID_MIN_Y)
 
 
+@lru_cache(maxsize=1)
+def _rigid_model() -> np.ndarray:
+    """The canonical vertices the pose is solved against (read only)."""
+    return canonical_face()[rigid_points()]
+
+
 @dataclass(frozen=True)
 class HeadPose:
     yaw: float  # degrees
@@ -101,7 +107,7 @@ class PoseEstimator:
 
     def estimate(self, landmarks: np.ndarray, width: int, height: int) -> HeadPose | None:
         idx = rigid_points()
-        model = canonical_face()[idx]
+        model = _rigid_model()
         image = landmarks[idx, :2].astype(np.float64)
         k = camera_matrix(width, height, self.focal)
         if self._guess is None:

@@ -106,7 +106,6 @@ class FaceTrackingStage(Stage):
         bundles_dir: Path | None = None,
         settings: VisionSettings | None = None,
         precision: str = "auto",
-        focal: float | None = None,
     ) -> None:
         if backend is None:
             from appliance.runtime.onnx import OnnxRuntimeBackend
@@ -116,7 +115,7 @@ class FaceTrackingStage(Stage):
         self.precision = precision
         self.settings = settings or VisionSettings()
         self.detector, self.mesh, self.iris = self.load_models(bundles_dir)
-        self.tracker = FaceTracker(self.detector, self.mesh, focal=focal)
+        self.tracker = FaceTracker(self.detector, self.mesh)
         self._apply(self.settings)
 
     def load_models(self, bundles_dir: Path | None = None) -> Models:

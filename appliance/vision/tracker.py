@@ -114,7 +114,6 @@ class FaceTracker:
         detect_every: int = 10,
         pose: bool = True,
         smoothing: bool = True,
-        focal: float | None = None,
     ) -> None:
         self.detector = detector
         self.mesh = mesh
@@ -123,7 +122,6 @@ class FaceTracker:
         self.detect_every = max(1, detect_every)
         self.pose = pose
         self.smoothing = smoothing
-        self.focal = focal
         self.tracks: list[Track] = []
         self.frames = 0
         self.tracks_started = 0  # ever: a re-acquired face counts again
@@ -179,7 +177,6 @@ class FaceTracker:
             score=result.presence,
             smoothed=result.landmarks,
         )
-        track.pose_estimator.focal = self.focal
         self.tracks_started += 1
         return track
 
