@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from appliance.runtime.bundle import MANIFEST, prepare_input, sha256_file
-from engines.sr.data import Degradation, face_frames, image_files, read_bgr
-from engines.sr.evaluate import onnx_upscaler, pair, scores
+from engines.sr.data import Degradation, face_frames
+from engines.sr.evaluate import load_set, onnx_upscaler, pair, psnr
 from engines.sr.imresize import bgr_to_y, imresize, to_uint8
 from engines.sr.spec import INPUT, MARGIN, OFFSET, OUTPUT, TILE
 
@@ -38,14 +38,10 @@ TRAINING_DATA = {
 }
 
 
-def lr_tiles(data: Path, count: int, seed: int, held_out_faces: bool = False) -> np.ndarray:
-    """(count, TILE, TILE) uint8 LR luma tiles: clean bicubic halves of the images."""
+def lr_tiles(data: Path, count: int, seed: int) -> np.ndarray:
+    """(count, TILE, TILE) uint8 LR luma tiles: clean bicubic halves of held-out faces."""
     rng = np.random.default_rng(seed)
-    if held_out_faces:
-        images = face_frames(data, held_out=True)
-    else:
-        images = [read_bgr(p) for p in image_files(data)]
-        images += face_frames(data)
+    images = face_frames(data, held_out=True)
     tiles: list[np.ndarray] = []
     while len(tiles) < count:
         image = images[int(rng.integers(len(images)))]
@@ -60,8 +56,7 @@ def lr_tiles(data: Path, count: int, seed: int, held_out_faces: bool = False) ->
 
 def set5_psnr(model: Path, data: Path) -> float:
     upscale = onnx_upscaler(model, TILE, MARGIN, OFFSET)
-    images = [read_bgr(p) for p in sorted((data / "sr/set5").glob("*.png"))]
-    return float(np.mean([scores(upscale(lr), ref)[0] for lr, ref in map(pair, images)]))
+    return float(np.mean([psnr(upscale(lr), ref) for lr, ref in map(pair, load_set(data, "set5"))]))
 
 
 def build(
@@ -91,7 +86,7 @@ def build(
 def _write_reference(out: Path, data: Path, with_int8: bool) -> None:
     import onnxruntime as ort
 
-    tiles = lr_tiles(data, REFERENCE_TILES, seed=2, held_out_faces=True)[..., None]
+    tiles = lr_tiles(data, REFERENCE_TILES, seed=2)[..., None]
     x = prepare_input(tiles, 1 / 255.0, OFFSET, "NCHW")
     stored: dict[str, np.ndarray] = {"input_y_u8": tiles}
     for precision in ("fp32", "int8") if with_int8 else ("fp32",):

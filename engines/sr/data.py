@@ -12,16 +12,15 @@ noise and blocks; one trained only on damaged pairs smooths clean detail.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from engines.sr.imresize import bgr_to_y, imresize
+from engines.sr.imresize import bgr_to_y, imresize, to_uint8
+from engines.sr.spec import SCALE
 
-SCALE = 2
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / ".cache" / "sr"  # checkpoints
 TRAIN_SETS = ("sr/yang91", "sr/bsd200")
@@ -135,24 +134,14 @@ class PairSampler:
     def _degrade(self, high: np.ndarray) -> np.ndarray:
         d, rng = self.degradation, self.rng
         if rng.random() < d.clean_share:
-            return _quantize(imresize(high * 255.0, 1.0 / SCALE)) / 255.0
+            return to_uint8(imresize(high * 255.0, 1.0 / SCALE)) / 255.0
         sigma = float(rng.uniform(*d.blur_sigma))
         blurred = cv2.GaussianBlur(high * 255.0, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
         low = imresize(blurred, 1.0 / SCALE)
         low += rng.normal(0.0, float(rng.uniform(*d.noise_sigma)), low.shape)
         quality = int(rng.integers(d.jpeg_quality[0], d.jpeg_quality[1] + 1))
-        ok, encoded = cv2.imencode(".jpg", _quantize(low), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        ok, encoded = cv2.imencode(".jpg", to_uint8(low), [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise RuntimeError("JPEG encoding failed")
         decoded = np.asarray(cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE), dtype=np.float32)
         return decoded / 255.0
-
-
-def _quantize(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
-
-
-def patches_per_epoch(images: list[np.ndarray], patch: int) -> int:
-    """How many HR patches tile the training set once (for progress in epochs)."""
-    side = patch * SCALE
-    return sum(math.floor(im.shape[0] / side) * math.floor(im.shape[1] / side) for im in images)

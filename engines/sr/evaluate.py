@@ -24,8 +24,8 @@ from skimage.metrics import structural_similarity
 from appliance.enhance.tiles import upscale_tiled
 from engines.sr.data import face_frames, read_bgr
 from engines.sr.imresize import bgr_to_y, imresize, to_uint8
+from engines.sr.spec import SCALE
 
-SCALE = 2
 SETS = ("set5", "set14", "bsd100")
 PUBLISHED = {  # x2 Y-PSNR / SSIM from the papers' tables
     "bicubic (published)": {"set5": (33.66, 0.9299), "set14": (30.24, 0.8688),
@@ -73,15 +73,24 @@ def pair(hr_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return bgr_to_y(lr), np.round(bgr_to_y(hr))
 
 
-def scores(sr: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+def _shaved(sr: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = np.clip(np.round(sr), 0, 255)[SCALE:-SCALE, SCALE:-SCALE]
-    b = ref[SCALE:-SCALE, SCALE:-SCALE]
+    return a, ref[SCALE:-SCALE, SCALE:-SCALE]
+
+
+def psnr(sr: np.ndarray, ref: np.ndarray) -> float:
+    """Y-PSNR of the (rounded, clipped) result against ``pair``'s reference."""
+    a, b = _shaved(sr, ref)
     mse = float(np.mean((a - b) ** 2))
-    psnr = 10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf
+    return 10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf
+
+
+def scores(sr: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    a, b = _shaved(sr, ref)
     ssim = structural_similarity(
         a, b, data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
     )
-    return psnr, float(ssim)
+    return psnr(sr, ref), float(ssim)
 
 
 def load_set(data: Path, name: str) -> list[np.ndarray]:

@@ -28,9 +28,7 @@ from engines.sr.data import (
     Degradation,
     PairSampler,
     load_training_y,
-    read_bgr,
 )
-from engines.sr.imresize import bgr_to_y, imresize
 from engines.sr.model import SRNet
 from engines.sr.spec import deployed_parameters
 
@@ -54,20 +52,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def set5_psnr(model: SRNet, data: Path) -> float:
     """Mean Y-PSNR on Set5 under the standard protocol (float output, rounded)."""
+    from engines.sr.evaluate import load_set, pair, psnr
+
     values = []
     model.eval()
     with torch.no_grad():
-        for path in sorted((data / "sr" / "set5").glob("*.png")):
-            hr = read_bgr(path)
-            h, w = (s - s % 2 for s in hr.shape[:2])
-            hr = hr[:h, :w]
-            lr = np.clip(np.round(imresize(hr, 0.5)), 0, 255).astype(np.uint8)
-            x = torch.from_numpy((bgr_to_y(lr) / 255.0).astype(np.float32))[None, None]
-            sr = model(x)[0, 0].numpy() * 255.0
-            sr = np.clip(np.round(sr), 0, 255)
-            ref = np.round(bgr_to_y(hr))
-            diff = (sr - ref)[2:-2, 2:-2]
-            values.append(10 * math.log10(255.0**2 / float(np.mean(diff**2))))
+        for lr_y, ref in map(pair, load_set(data, "set5")):
+            x = torch.from_numpy((lr_y / 255.0).astype(np.float32))[None, None]
+            values.append(psnr(model(x)[0, 0].numpy() * 255.0, ref))
     model.train()
     return float(np.mean(values))
 
