@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,7 @@ def normalize_track(track: Track) -> Clip:
     return Clip(track, landmarks, shapes)
 
 
+@cache
 def mirror_permutation() -> np.ndarray:
     """Vertex i's mirror image (x -> -x) in the canonical mesh, which is symmetric."""
     face = canonical_face()
@@ -381,8 +383,9 @@ def coded_table(clips: list[Clip], bases: list[Basis], steps: Steps) -> tuple[li
         intra = np.concatenate([c.symbols for c in coded])
         h_pred = sum(entropy_bits(col) for col in pred.T)
         h_intra = sum(entropy_bits(col) for col in intra.T)
-        per_clip = [adaptive_bits(c.predicted) / len(c.predicted) for c in coded]
-        adaptive = sum(adaptive_bits(c.predicted) for c in coded) / len(pred)
+        bits = [adaptive_bits(c.predicted) for c in coded]  # a slow pure-Python count
+        per_clip = [b / len(c.predicted) for b, c in zip(bits, coded, strict=True)]
+        adaptive = sum(bits) / len(pred)
         # An intra packet at any frame (the first one is the reference, cheap): static code.
         cold = float(exp_golomb_bits(intra).sum(axis=1).mean())
         ms = np.concatenate([c.encode_ms[1:] for c in coded])
