@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 
 from appliance.align.settings import AlignSettings
 from appliance.align.stage import AlignStage
@@ -12,13 +11,7 @@ from appliance.config import parse_config
 from appliance.enhance.stage import EnhanceSettings, EnhanceStage
 from appliance.enhance.upscale import Upscaler
 from appliance.frame import Frame
-from appliance.runtime.onnx import OnnxRuntimeBackend
 from tests.align.helpers import fake_face
-
-
-@pytest.fixture(scope="module")
-def upscaler() -> Upscaler:
-    return Upscaler.load(OnnxRuntimeBackend(threads=1), precision="fp32")
 
 
 def picture(width: int = 320, height: int = 180) -> np.ndarray:

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from appliance.enhance.upscale import UpscaleError, Upscaler
-from appliance.runtime.onnx import OnnxRuntimeBackend
 from engines.sr.imresize import bgr_to_y, imresize, to_uint8
 from tests.conftest import shared_data
-
-
-@pytest.fixture(scope="module")
-def upscaler() -> Upscaler:
-    return Upscaler.load(OnnxRuntimeBackend(threads=1), precision="fp32")
 
 
 def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
