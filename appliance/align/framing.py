@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from appliance.align.geometry import FaceGeom
 from appliance.align.settings import AlignSettings
-from appliance.align.spring import CriticalSpring, omega_for_settle
+from appliance.align.spring import CriticalSpring, advance, omega_for_settle
 
 MAX_DT = 0.5  # s; a longer gap (paused source) is treated as this, not as a huge leap
 PAN_MAX_SPEED = 1.5  # frame heights per second: bounds the pan velocity on wild jumps
@@ -80,7 +80,6 @@ class Framer:
         self.first_seen: dict[int, float] = {}
         self.activity: dict[int, tuple[float, float, float]] = {}  # id: (t, mouth, rate)
         self.current: list[FaceGeom] = []  # the faces framed on the last update
-        self.pan_w, self.zoom_w = settings.pan_speed, settings.zoom_speed
 
     def full(self) -> Crop:
         return clamp_crop(self.size[0] / 2, self.size[1] / 2, self.h_max, self.size, self.aspect)
@@ -91,24 +90,25 @@ class Framer:
 
     def configure(self, settings: AlignSettings) -> None:
         self.settings = settings
-        self.x.omega = self.y.omega = settings.pan_speed
-        self.h.omega = settings.zoom_speed
-        self.pan_w, self.zoom_w = settings.pan_speed, settings.zoom_speed
+        self._speeds(settings.pan_speed, settings.zoom_speed)
+
+    def _speeds(self, pan: float, zoom: float) -> None:
+        self.x.omega = self.y.omega = pan
+        self.h.omega = zoom
 
     def update(self, faces: Sequence[FaceGeom], t: float) -> Crop:
         """Advance to time ``t`` with this frame's (valid) faces; the crop to show."""
         s = self.settings
-        dt = 0.0 if self.t_last is None else min(max(t - self.t_last, 0.0), MAX_DT)
-        self.t_last = t if self.t_last is None else max(t, self.t_last)
+        dt, self.t_last = advance(self.t_last, t, MAX_DT)
         # Move over the past interval toward the target set by the previous frame, then
         # take this frame's faces: a measurement acts from its own time on, so the motion
         # is the same at any frame rate.
-        h = self.h.step(self.target.h, dt, self.zoom_w)
+        h = self.h.step(self.target.h, dt)
         self.h.value = min(max(h, self.h_max / max(s.max_zoom, 1.0)), self.h_max)
-        self.x.step(self.target.cx, dt, self.pan_w)
-        self.y.step(self.target.cy, dt, self.pan_w)
+        self.x.step(self.target.cx, dt)
+        self.y.step(self.target.cy, dt)
         subject = self.current = self.subject(faces, t)
-        self.pan_w, self.zoom_w = s.pan_speed, s.zoom_speed
+        self._speeds(s.pan_speed, s.zoom_speed)
         if subject:
             self.last_seen = t
             self.retarget(self.compose(subject))
@@ -116,7 +116,8 @@ class Framer:
             # Lost for a while: widen slowly to the full frame (one speed for all axes,
             # so the crop opens up evenly instead of panning first).
             self.target = self.full()
-            self.pan_w = self.zoom_w = omega_for_settle(s.widen_s)
+            widen = omega_for_settle(s.widen_s)
+            self._speeds(widen, widen)
         # else: hold the last target; a face often comes back within a blink or a turn.
         crop = self.crop
         for axis, value in ((self.x, crop.cx), (self.y, crop.cy)):

@@ -15,7 +15,7 @@ import numpy as np
 from appliance.align.framing import MAX_DT, Crop
 from appliance.align.geometry import FaceGeom
 from appliance.align.settings import AlignSettings
-from appliance.align.spring import CriticalSpring, omega_for_settle
+from appliance.align.spring import CriticalSpring, advance, omega_for_settle
 
 ROLL_MAX_SPEED = 60.0  # deg/s: a bad eye line can never spin the picture
 KEEP_CENTRE = 0.85  # levelling may zoom in this much more to keep the composition
@@ -30,11 +30,10 @@ class Leveller:
         self.target = 0.0
         self.t_last: float | None = None
         self.last_seen = -math.inf
-        self.omega = settings.roll_speed
 
     def configure(self, settings: AlignSettings) -> None:
         self.settings = settings
-        self.spring.omega = self.omega = settings.roll_speed
+        self.spring.omega = settings.roll_speed
 
     @property
     def roll_deg(self) -> float:
@@ -43,11 +42,10 @@ class Leveller:
     def update(self, faces: Sequence[FaceGeom], t: float) -> float:
         """Advance to ``t`` with the framed faces (primary first); the roll to undo."""
         s = self.settings
-        dt = 0.0 if self.t_last is None else min(max(t - self.t_last, 0.0), MAX_DT)
-        self.t_last = t if self.t_last is None else max(t, self.t_last)
+        dt, self.t_last = advance(self.t_last, t, MAX_DT)
         # As in framing: move first, then let this frame's measurement set the target.
-        self.spring.step(self.target, dt, self.omega)
-        self.omega = s.roll_speed
+        self.spring.step(self.target, dt)
+        self.spring.omega = s.roll_speed
         rolls = [f.roll_deg for f in faces if f.roll_deg is not None]
         if rolls:
             self.last_seen = t
@@ -57,7 +55,7 @@ class Leveller:
             if abs(wanted - self.target) > s.roll_dead_band_deg or wanted == 0.0:
                 self.target = wanted
         elif t - self.last_seen > s.lost_hold_s:
-            self.target, self.omega = 0.0, omega_for_settle(s.widen_s)
+            self.target, self.spring.omega = 0.0, omega_for_settle(s.widen_s)
         return self.spring.value
 
 

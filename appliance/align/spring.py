@@ -32,8 +32,8 @@ class CriticalSpring:
     def reset(self, value: float) -> None:
         self.value, self.velocity = value, 0.0
 
-    def step(self, target: float, dt: float, omega: float | None = None) -> float:
-        w = self.omega if omega is None else omega
+    def step(self, target: float, dt: float) -> float:
+        w = self.omega
         if not (dt > 0.0 and math.isfinite(target) and w > 0.0):
             return self.value  # no time passed, or nothing sane to move to
         e0, v0 = self.value - target, self.velocity
@@ -47,3 +47,11 @@ class CriticalSpring:
         self.value += moved
         self.velocity = max(-self.max_speed, min(self.max_speed, velocity))
         return self.value
+
+
+def advance(t_last: float | None, t: float, max_dt: float) -> tuple[float, float]:
+    """(dt, new t_last) for a clock fed frame times: the first frame and a time going
+    backwards move nothing, and a long gap counts as ``max_dt``."""
+    if t_last is None:
+        return 0.0, t
+    return min(max(t - t_last, 0.0), max_dt), max(t, t_last)
