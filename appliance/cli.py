@@ -73,9 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--json", action="store_true", help="print one JSON object")
 
     from appliance.align.cli import add_align_parser
+    from appliance.codec.cli import add_codec_parser
     from engines.cli import add_engines_parser  # light: the converters load in build only
 
     add_align_parser(sub)
+    add_codec_parser(sub)
     add_engines_parser(sub)
     return parser
 
@@ -144,6 +146,12 @@ def _cmd_align(args: argparse.Namespace) -> int:
     return align_main(args)
 
 
+def _cmd_codec(args: argparse.Namespace) -> int:
+    from appliance.codec.cli import main as codec_main
+
+    return codec_main(args)
+
+
 def _cmd_engines(args: argparse.Namespace) -> int:
     return int(args.engines_func(args))
 
@@ -154,6 +162,7 @@ COMMANDS = {
     "bench": _cmd_bench,
     "hw": _cmd_hw,
     "align": _cmd_align,
+    "codec": _cmd_codec,
     "engines": _cmd_engines,
 }
 

@@ -80,6 +80,7 @@ class ResidualMode(IntEnum):
 class RequestKind(IntEnum):
     INTRA = 1
     REFERENCE = 2
+    REFRESH = 3  # the receiver missed an object: its picture may differ from the sender's
 
 
 def seq_diff(a: int, b: int) -> int:
@@ -334,6 +335,10 @@ class Packetizer:
         self._seq = {"keypoints": 0, "objects": 0, "requests": 0}
         self._residual_id = 0
 
+    def peek(self, space: str) -> int:
+        """The sequence number the next packet of ``space`` will get."""
+        return self._seq[space]
+
     def _next(self, space: str) -> int:
         seq = self._seq[space]
         self._seq[space] = (seq + 1) % SEQ_MOD
@@ -532,6 +537,11 @@ class Tracker:
             return False
         seq = intras[0]
         packet = self._pending[seq]
+        ready = [s for s in intras if self._ref_of(self._pending[s]) in self.bank]
+        if ready and ready[0] != seq:
+            # a newer intra can start now: what waits for a missing reference before it
+            # would only hold up the picture (its reference may never come)
+            seq, packet = ready[0], self._pending[ready[0]]
         if not self._reference_ready(packet, seq):
             return seq not in self._pending  # given up on it: look for the next intra
         for older in self._order():

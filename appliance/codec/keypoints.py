@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from appliance.codec.entropy import EntropyModel
 from appliance.vision.pose import canonical_face, euler, rigid_points
 
 POINTS = 468
@@ -178,6 +179,7 @@ class KeypointCodecModel:
         bounds: np.ndarray,
         ref_step: float,
         meta: dict[str, Any] | None = None,
+        priors: EntropyModel | None = None,
     ) -> None:
         self.mean = np.asarray(mean, np.float64).reshape(POINTS, 3)
         self.basis = np.asarray(basis, np.float64)
@@ -192,6 +194,10 @@ class KeypointCodecModel:
             raise ValueError(f"steps and bounds must have {self.size} entries")
         if not (np.all(self.steps > 0) and np.all(self.bounds > 0) and self.ref_step > 0):
             raise ValueError("steps, bounds and ref_step must be positive")
+        # entropy priors trained on real symbols (engines.codec.basis); untrained without
+        self.priors = priors or EntropyModel.default(self.size)
+        if self.priors.size != self.size:
+            raise ValueError(f"priors cover {self.priors.size} positions, not {self.size}")
 
     @property
     def size(self) -> int:
@@ -204,6 +210,9 @@ class KeypointCodecModel:
             if int(data["format"]) != FORMAT:
                 raise ValueError(f"{path}: format {int(data['format'])}, expected {FORMAT}")
             meta = {k: _plain(data[k]) for k in data.files if k.startswith("meta_")}
+            priors = None
+            if "priors" in data.files:
+                priors = EntropyModel.from_bytes(bytes(data["priors"].astype(np.uint8)))
             return cls(
                 data["mean"],
                 data["basis"],
@@ -211,6 +220,7 @@ class KeypointCodecModel:
                 data["bounds"],
                 float(data["ref_step"]),
                 meta,
+                priors,
             )
 
     def save(self, path: Path | str) -> None:
@@ -221,6 +231,7 @@ class KeypointCodecModel:
             "steps": self.steps,
             "bounds": self.bounds.astype(np.int32),
             "ref_step": np.float32(self.ref_step),
+            "priors": np.frombuffer(self.priors.to_bytes(), np.uint8),
         }
         arrays.update((k, np.asarray(v)) for k, v in self.meta.items())
         np.savez_compressed(path, **arrays)

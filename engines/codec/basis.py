@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance.codec.entropy import EntropyModel
 from appliance.codec.keypoints import (
     DEFAULT_MODEL,
     POINTS,
@@ -448,6 +449,11 @@ def write_basis(clips: list[Clip], steps: Steps, out: Path) -> KeypointCodecMode
         "meta_std": std.astype(np.float32),
     }
     model = make_model(mean, basis, std, steps, meta)
+    # entropy priors from the real symbols of every clip (a few dozen bytes of statistics)
+    coded = [code_clip(clip, model) for clip in clips]
+    model.priors = EntropyModel.fit(
+        np.vstack([c.symbols for c in coded]), np.vstack([c.predicted for c in coded])
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     return model

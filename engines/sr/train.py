@@ -46,6 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this long")
+    p.add_argument(
+        "--clean-share",
+        type=float,
+        default=Degradation.clean_share,
+        help="share of pairs made by plain bicubic sampling (the rest get camera damage)",
+    )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     return p.parse_args(argv)
 
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     print(f"loading the training images from {args.data} ...", flush=True)
     images = load_training_y(args.data)
-    degradation = Degradation()
+    degradation = Degradation(clean_share=args.clean_share)
     sampler = PairSampler(images, args.patch, degradation)
     step = 0
     if checkpoint.is_file() and not args.fresh:

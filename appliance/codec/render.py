@@ -1,0 +1,253 @@
+"""The receiver's renderer: the reference picture warped by the keypoints, mouth and eyes
+from a small bank of real pictures of them.
+
+A warp cannot invent what the reference does not show: teeth and the inside of an open
+mouth when the reference's mouth is closed, an eye that is shut in the reference. So
+the renderer keeps a **bank** of region pictures (mouth, each eye), each with the
+landmarks of the frame it came from: every reference contributes its own, and so does
+every residual the sender sends when the rendering of a region failed (the closed loop,
+``appliance.codec.session``). Each frame, for each region, the entry whose region shape
+(landmarks relative to the eyes' distance) is nearest to the frame's is warped in with
+the same mesh and blended under a feathered mask of the region. A new mouth shape thus
+costs bits once; when the speaker makes it again, the bank has it.
+
+Sender and receiver must hold the same bank, so that the receiver shows exactly what the
+sender checked. The bank therefore depends on nothing but what was sent: each reference
+empties it and contributes its own regions, each residual since then adds one entry, the
+oldest goes first (``BANK_SIZE``), and the choice is a pure function of the frame's
+landmarks (no hysteresis, which would depend on which frames arrived). A receiver that
+lost a keypoint packet is exact again at the next intra packet; one that lost a
+residual asks for a new reference (REQUEST REFRESH).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from appliance.codec.bitstream import Region
+from appliance.codec.mesh import Box, Mesh
+from appliance.vision.overlay import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
+
+EYE_GROW = 1.6  # an eye's region: its lid contour scaled about its centre (lids, lashes)
+BOX_MARGIN = 0.25  # of the region's larger side
+FEATHER = 0.12  # mask edge softness, of the region's larger side
+BANK_SIZE = 12  # entries per region
+REGIONS = (Region.MOUTH, Region.RIGHT_EYE, Region.LEFT_EYE)
+_OUTLINE = {
+    Region.MOUTH: LIPS_OUTER,
+    Region.RIGHT_EYE: RIGHT_EYE,
+    Region.LEFT_EYE: LEFT_EYE,
+    Region.FACE: FACE_OVAL,
+}
+_SHAPE = {  # the landmarks whose layout picks a bank entry
+    Region.MOUTH: LIPS_OUTER + LIPS_INNER,
+    Region.RIGHT_EYE: RIGHT_EYE,
+    Region.LEFT_EYE: LEFT_EYE,
+}
+_EYE_CORNERS = (33, 263)
+
+
+def outline(region: Region, landmarks: np.ndarray) -> np.ndarray:
+    """The region's polygon (n, 2) in frame px."""
+    if region == Region.EYES:
+        raise ValueError("EYES is two regions: use LEFT_EYE and RIGHT_EYE")
+    points = landmarks[list(_OUTLINE[region]), :2].astype(np.float64)
+    if region in (Region.LEFT_EYE, Region.RIGHT_EYE):
+        centre = points.mean(axis=0)
+        points = centre + (points - centre) * EYE_GROW
+    return points
+
+
+def region_box(region: Region, landmarks: np.ndarray, width: int, height: int) -> Box:
+    """The region's box (x0, y0, x1, y1), with a margin for the feathered edge, in frame."""
+    points = outline(region, landmarks)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    pad = BOX_MARGIN * float(np.max(hi - lo))
+    x0, y0 = (int(v) for v in np.floor(lo - pad))
+    x1, y1 = (int(v) + 1 for v in np.ceil(hi + pad))
+    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+
+
+def region_mask(region: Region, landmarks: np.ndarray, box: Box) -> np.ndarray:
+    """float32 alpha (box height, box width): 1 inside the region, soft at its edge."""
+    x0, y0, x1, y1 = box
+    points = outline(region, landmarks) - (x0, y0)
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(mask, [np.rint(points * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
+    extent = float(np.max(points.max(axis=0) - points.min(axis=0)))
+    sigma = max(0.8, FEATHER * extent / 2.0)
+    # grow by about the blur's reach first, so the region itself stays fully covered
+    grow = max(1, round(sigma))
+    mask = np.asarray(cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)))
+    return np.asarray(cv2.GaussianBlur(mask, (0, 0), sigma), np.float32)
+
+
+def region_shape(region: Region, landmarks: np.ndarray) -> np.ndarray:
+    """Layout of the region's landmarks, position and face size taken out."""
+    points = landmarks[list(_SHAPE[region]), :2].astype(np.float64)
+    eyes = landmarks[list(_EYE_CORNERS), :2].astype(np.float64)
+    size = float(np.linalg.norm(eyes[1] - eyes[0])) or 1.0
+    return ((points - points.mean(axis=0)) / size).ravel()
+
+
+def blend(frame: np.ndarray, patch: np.ndarray, alpha: np.ndarray, box: Box) -> None:
+    """``frame[box] = alpha * patch + (1 - alpha) * frame[box]``, in place."""
+    x0, y0, x1, y1 = box
+    area = frame[y0:y1, x0:x1].astype(np.float32)
+    a = alpha[..., None]
+    frame[y0:y1, x0:x1] = np.clip(area + a * (patch.astype(np.float32) - area) + 0.5, 0, 255)
+
+
+@dataclass
+class Entry:
+    """A real picture of one region, with the landmarks of the frame it was taken from."""
+
+    picture: np.ndarray  # BGR, the box's pixels
+    box: Box
+    landmarks: np.ndarray  # (468, 3) frame px
+    shape: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.shape = np.empty(0)
+
+
+@dataclass
+class RenderStats:
+    frames: int = 0
+    bank_fills: dict[str, int] = field(default_factory=dict)  # region name -> frames
+
+
+class FaceRenderer:
+    """Renders frames of ``width`` x ``height`` from references, landmarks and the bank."""
+
+    def __init__(self, width: int, height: int, step: int = 4) -> None:
+        self.width, self.height, self.step = int(width), int(height), int(step)
+        self.references: OrderedDict[int, tuple[np.ndarray, np.ndarray, Mesh]] = OrderedDict()
+        self.bank: dict[Region, OrderedDict[int, Entry]] = {r: OrderedDict() for r in REGIONS}
+        self._next_entry = 0
+        self.stats = RenderStats()
+
+    # --- references -----------------------------------------------------------------
+
+    def add_reference(
+        self,
+        ref_id: int,
+        picture: np.ndarray,
+        landmarks: np.ndarray,
+        keep: int = 8,
+        newest: bool = True,
+    ) -> None:
+        """A decoded reference picture and its decoded landmarks (468, 3). The ``newest``
+        (not one that arrives late) starts the region bank afresh."""
+        if picture.shape[:2] != (self.height, self.width):
+            raise ValueError(
+                f"reference is {picture.shape[1]}x{picture.shape[0]}, "
+                f"the stream is {self.width}x{self.height}"
+            )
+        mesh = Mesh(landmarks, self.width, self.height)
+        self.references[ref_id] = (picture, np.asarray(landmarks, np.float64), mesh)
+        self.references.move_to_end(ref_id)
+        while len(self.references) > keep:
+            self.references.popitem(last=False)
+        if not newest:
+            return
+        for entries in self.bank.values():
+            entries.clear()
+        for region in REGIONS:
+            self.add_entry(region, picture, region_box(region, landmarks, *self._size), landmarks)
+
+    def has_reference(self, ref_id: int) -> bool:
+        return ref_id in self.references
+
+    # --- the bank -------------------------------------------------------------------
+
+    @property
+    def _size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def add_entry(self, region: Region, frame: np.ndarray, box: Box, landmarks: np.ndarray) -> None:
+        """Keep ``frame[box]`` (or ``frame`` itself when it is the box's size) as a picture
+        of ``region`` at ``landmarks``."""
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            return
+        picture = frame if frame.shape[:2] == (y1 - y0, x1 - x0) else frame[y0:y1, x0:x1]
+        entry = Entry(picture.copy(), box, np.asarray(landmarks, np.float64))
+        entry.shape = region_shape(region, entry.landmarks)
+        entries = self.bank[region]
+        entries[self._next_entry] = entry
+        self._next_entry += 1
+        while len(entries) > BANK_SIZE:
+            del entries[next(iter(entries))]
+
+    def choose(self, region: Region, landmarks: np.ndarray) -> int | None:
+        """The bank entry whose region shape is nearest to the frame's."""
+        entries = self.bank[region]
+        if not entries:
+            return None
+        target = region_shape(region, landmarks)
+        return min(entries, key=lambda key: float(np.linalg.norm(entries[key].shape - target)))
+
+    # --- rendering ------------------------------------------------------------------
+
+    def render(self, ref_id: int, landmarks: np.ndarray) -> np.ndarray:
+        """The frame for decoded ``landmarks`` (468, 3) rendered from reference ``ref_id``."""
+        picture, _ref_landmarks, mesh = self.references[ref_id]
+        target, depth = mesh.target(landmarks)
+        map_x, map_y = mesh.backward_map(target, depth, step=self.step)
+        frame = cv2.remap(picture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        for region in REGIONS:
+            self._fill(frame, region, landmarks, mesh, target, depth)
+        self.stats.frames += 1
+        return np.asarray(frame)
+
+    def _fill(
+        self,
+        frame: np.ndarray,
+        region: Region,
+        landmarks: np.ndarray,
+        mesh: Mesh,
+        target: np.ndarray,
+        depth: np.ndarray,
+    ) -> None:
+        key = self.choose(region, landmarks)
+        if key is None:
+            return
+        entry = self.bank[region][key]
+        box = region_box(region, landmarks, *self._size)
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            return
+        source, _ = mesh.target(entry.landmarks)
+        map_x, map_y = mesh.backward_map(target, depth, source=source, box=box, step=2)
+        map_x -= entry.box[0]
+        map_y -= entry.box[1]
+        patch = cv2.remap(entry.picture, map_x, map_y, cv2.INTER_LINEAR, None, cv2.BORDER_REPLICATE)
+        blend(frame, patch, region_mask(region, landmarks, box), box)
+        name = region.name.lower()
+        self.stats.bank_fills[name] = self.stats.bank_fills.get(name, 0) + 1
+
+    def paste(
+        self,
+        frame: np.ndarray | None,
+        region: Region,
+        patch: np.ndarray,
+        box: Box,
+        landmarks: np.ndarray,
+        keep: bool = True,
+    ) -> None:
+        """Apply a REPLACE residual: the real pixels of ``region`` in ``box``, blended into
+        ``frame`` (if given) under the region's mask, and kept in the bank (``keep``)."""
+        x0, y0, x1, y1 = box
+        if patch.shape[:2] != (y1 - y0, x1 - x0):
+            raise ValueError(f"residual picture {patch.shape[1]}x{patch.shape[0]} != its box")
+        if region in self.bank:
+            if frame is not None:
+                blend(frame, patch, region_mask(region, landmarks, box), box)
+            if keep:
+                self.add_entry(region, patch, box, landmarks)
+        elif frame is not None:  # FACE or EYES: a plain patch, not banked
+            frame[y0:y1, x0:x1] = patch

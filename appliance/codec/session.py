@@ -1,0 +1,548 @@
+"""The keypoint codec end to end: ``Sender`` (camera) and ``Receiver`` (far end).
+
+Sender, per frame (landmarks from the face tracker):
+
+1. At start, on a REQUEST and whenever the closed loop needs one: a **reference** -- the
+   frame itself, WebP coded, with its keypoint data (reference shape and pose) -- sent
+   before the intra packet that names it.
+2. The **keypoint packet**: the frame's vector, intra every ``intra_period`` frames and
+   after a reference or a REQUEST INTRA, otherwise predicted; entropy coded with the
+   model's trained priors.
+3. The **closed loop**: the sender runs the receiver's renderer on the same decoded
+   landmarks and measures the face's MS-SSIM against the real frame. Below ``floor``,
+   it sends the real pixels of the regions that failed (mouth, eyes: REPLACE residuals,
+   which the receiver also keeps in its bank), worst first, until the floor holds; if
+   they cannot lift it (the head turned, the light changed), a new reference. So the
+   quality floor holds on every frame the receiver gets whole, and it costs bits only
+   when the picture needs them.
+
+Receiver: ``bitstream.Tracker`` orders and checks the packets; references and residuals
+are decoded with OpenCV; each released keypoint packet is rendered
+(``appliance.codec.render``). Whatever arrives -- garbage, duplicates, losses, packets
+out of order -- it never raises: bad input is counted, the last good picture stays on
+screen, and it asks the sender for what it misses (REQUEST packets from ``requests``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import struct
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from appliance.codec import metrics
+from appliance.codec.bitstream import (
+    MTU,
+    BitstreamError,
+    Codec,
+    KeypointsReady,
+    Packetizer,
+    PacketType,
+    Reference,
+    ReferenceReady,
+    Request,
+    RequestKind,
+    Residual,
+    ResidualMode,
+    ResidualReady,
+    Tracker,
+    parse,
+    seq_diff,
+)
+from appliance.codec.entropy import EntropyError, decode_vector, encode_vector, scale_index
+from appliance.codec.keypoints import (
+    POINTS,
+    KeypointCodecError,
+    KeypointCodecModel,
+    KeypointEncoder,
+    Packet,
+    check_landmarks,
+)
+from appliance.codec.render import REGIONS, FaceRenderer, region_box, region_mask
+
+log = logging.getLogger(__name__)
+
+CLOCK = 90_000  # timestamps, Hz
+KEYPOINT_DATA_FORMAT = 1
+_SHAPE_SCALE = scale_index(24.0)  # reference shape symbols: about +-24 steps of 1/128 cm
+_KEYPOINT_DATA = struct.Struct(">BH")  # format, coded shape length
+
+
+@dataclass(frozen=True)
+class CodecSettings:
+    """What a call trades: bits against the floor the picture may never fall below."""
+
+    floor: float = 0.90  # face MS-SSIM of every decoded frame
+    reference_quality: int = 60  # WebP, 1..100
+    residual_quality: int = 75
+    intra_period: int = 15  # frames
+    max_residuals: int = 3  # regions patched per frame before a new reference instead
+    closed_loop: bool = True
+    mtu: int = MTU
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.floor < 1.0:
+            raise ValueError(f"floor must lie in [0, 1), got {self.floor}")
+        for name in ("reference_quality", "residual_quality"):
+            if not 1 <= getattr(self, name) <= 100:
+                raise ValueError(f"{name} must lie in 1..100")
+        if self.intra_period < 1 or self.max_residuals < 0:
+            raise ValueError("intra_period must be >= 1 and max_residuals >= 0")
+
+
+@dataclass
+class SenderStats:
+    frames: int = 0
+    skipped: int = 0  # frames without a face: nothing sent
+    keypoint_bytes: int = 0  # whole datagrams, headers included
+    keypoint_packets: int = 0
+    reference_bytes: int = 0
+    references: int = 0
+    residual_bytes: int = 0
+    residuals: dict[str, int] = field(default_factory=dict)
+    below_floor: int = 0  # frames the loop could not lift to the floor
+    quality: list[float] = field(default_factory=list)  # the receiver's face MS-SSIM
+    loop_ms: list[float] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.keypoint_bytes + self.reference_bytes + self.residual_bytes
+
+
+def _corners(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    x, y, w, h = box
+    return x, y, x + w, y + h
+
+
+def encode_picture(picture: np.ndarray, quality: int) -> bytes:
+    ok, data = cv2.imencode(".webp", picture, [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("WebP encoding failed")
+    return data.tobytes()
+
+
+def decode_picture(codec: Codec, data: bytes) -> np.ndarray:
+    """A BGR picture from a reference or residual; BitstreamError if it is not one."""
+    if codec not in (Codec.JPEG, Codec.WEBP, Codec.PNG):
+        raise BitstreamError(f"{codec.name} pictures are not decoded by this receiver")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise BitstreamError(f"undecodable {codec.name} picture")
+    return np.asarray(image)
+
+
+def pack_keypoint_data(model: KeypointCodecModel, shape: np.ndarray, pose: np.ndarray) -> bytes:
+    """A reference's keypoint data: its shape symbols and its own (intra) vector."""
+    coded_shape = encode_vector(shape, _SHAPE_SCALE * np.ones(len(shape), np.int64))
+    head = _KEYPOINT_DATA.pack(KEYPOINT_DATA_FORMAT, len(coded_shape))
+    return head + coded_shape + model.priors.encode(pose, intra=True)
+
+
+def unpack_keypoint_data(model: KeypointCodecModel, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(shape symbols (1404,), vector (6 + K,)) of a reference; BitstreamError if bad."""
+    if len(data) < _KEYPOINT_DATA.size:
+        raise BitstreamError("reference keypoint data truncated")
+    version, size = _KEYPOINT_DATA.unpack_from(data)
+    if version != KEYPOINT_DATA_FORMAT:
+        raise BitstreamError(f"reference keypoint data format {version}")
+    start = _KEYPOINT_DATA.size
+    try:
+        scales = _SHAPE_SCALE * np.ones(POINTS * 3, np.int64)
+        shape = decode_vector(data[start : start + size], scales)
+        vector = model.priors.decode(data[start + size :], intra=True)
+        return shape.astype(np.int32), model.check_symbols(vector).astype(np.int32)
+    except (EntropyError, KeypointCodecError) as exc:
+        raise BitstreamError(f"reference keypoint data: {exc}") from None
+
+
+class Sender:
+    """The camera's side. ``send`` one frame at a time; ``feedback`` for REQUESTs."""
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float = 30.0,
+        settings: CodecSettings | None = None,
+        model: KeypointCodecModel | None = None,
+        stream: int | None = None,
+        model_id: int = 1,
+    ) -> None:
+        self.width, self.height, self.fps = int(width), int(height), float(fps)
+        self.settings = settings or CodecSettings()
+        self.model = model or KeypointCodecModel.load()
+        self.model_id = model_id
+        self.stream = random.randrange(1 << 16) if stream is None else stream
+        self.packets = Packetizer(self.stream, self.settings.mtu)
+        self.encoder = KeypointEncoder(self.model, self.width, self.height)
+        self.renderer = FaceRenderer(self.width, self.height)
+        self.stats = SenderStats()
+        self.ref_id = -1
+        self.shown: np.ndarray | None = None  # what the receiver shows for the last frame
+        self._since_intra = 0
+        self._want_intra = False
+        self._want_reference = True
+        self._sent: OrderedDict[int, Reference] = OrderedDict()  # for REQUEST REFERENCE
+        self._resend: list[int] = []
+
+    def send(self, frame: np.ndarray, landmarks: np.ndarray | None, index: int) -> list[bytes]:
+        """Datagrams for frame ``index`` (its capture time is index / fps)."""
+        if frame.shape[:2] != (self.height, self.width):
+            raise ValueError(
+                f"frame is {frame.shape[1]}x{frame.shape[0]}, the stream is "
+                f"{self.width}x{self.height}"
+            )
+        self.stats.frames += 1
+        if landmarks is None:
+            self.stats.skipped += 1
+            return []
+        points = check_landmarks(landmarks)
+        ts = round(index * CLOCK / self.fps) % (1 << 32)
+        start = time.perf_counter()
+        out: list[bytes] = []
+        for ref_id in self._resend:
+            out += self.packets.reference(self._sent[ref_id], ts)
+        self._resend.clear()
+        fresh = self._want_reference
+        if fresh:
+            out += self._reference(frame, points, ts)
+        packet, decoded = self._encode(points)
+        shown = self.renderer.render(self.ref_id, decoded)
+        patches: list[tuple[Residual, np.ndarray]] = []
+        quality = math.nan
+        if self.settings.closed_loop:
+            quality = metrics.face_ms_ssim(frame, shown, points)
+            if quality < self.settings.floor and not fresh:
+                shown, patches, quality = self._patch(frame, points, decoded, shown)
+                if quality < self.settings.floor:
+                    # the regions cannot lift it (a head turn, new light): this very
+                    # frame becomes the new reference, and its packet an intra on it
+                    out += self._reference(frame, points, ts)
+                    packet, decoded = self._encode(points)
+                    shown = self.renderer.render(self.ref_id, decoded)
+                    patches = []
+                    quality = metrics.face_ms_ssim(frame, shown, points)
+            self.stats.below_floor += int(quality < self.settings.floor)
+            self.stats.quality.append(quality)
+        out.append(self._keypoints(packet, ts))
+        for residual, patch in patches:
+            self.renderer.paste(None, residual.region, patch, _corners(residual.box), decoded)
+            out += self._residual(residual, ts)
+        self.shown = shown
+        self.stats.loop_ms.append((time.perf_counter() - start) * 1e3)
+        return out
+
+    def feedback(self, datagram: bytes) -> None:
+        """A receiver's REQUEST: an intra next, a reference again, or a new one. Anything
+        else (garbage, another stream's packets) is ignored."""
+        try:
+            packet = parse(datagram)
+        except BitstreamError:
+            return
+        request = packet.payload
+        if packet.stream != self.stream or not isinstance(request, Request):
+            return
+        if request.kind == RequestKind.INTRA:
+            self._want_intra = True
+        elif request.kind == RequestKind.REFERENCE and request.ref_id in self._sent:
+            if request.ref_id not in self._resend:
+                self._resend.append(request.ref_id)  # the same bytes again
+        else:  # REFRESH, or a reference no longer held: a new one (it empties the bank)
+            self._want_reference = True
+
+    # --- internals --------------------------------------------------------------------
+
+    def _intra_due(self) -> bool:
+        due = self._want_intra or self._since_intra + 1 >= self.settings.intra_period
+        self._want_intra = False
+        return due
+
+    def _reference(self, frame: np.ndarray, points: np.ndarray, ts: int) -> list[bytes]:
+        self._want_reference = False
+        self.ref_id = (self.ref_id + 1) % 256
+        image = encode_picture(frame, self.settings.reference_quality)
+        shape = self.encoder.set_reference(points)  # the next packet is intra
+        reference = self.model.decode_reference(shape)
+        q = self.model.quantize(self.model.analyze(points, self.width, self.height, reference))
+        ref = Reference(
+            self.ref_id,
+            Codec.WEBP,
+            self.width,
+            self.height,
+            self.model_id,
+            image,
+            pack_keypoint_data(self.model, shape, q),
+        )
+        landmarks = self.model.synthesize(q, self.width, self.height, reference, depth=True)
+        self.renderer.add_reference(self.ref_id, decode_picture(Codec.WEBP, image), landmarks)
+        datagrams = self.packets.reference(ref, ts)
+        self._sent[self.ref_id] = ref
+        while len(self._sent) > 8:
+            self._sent.popitem(last=False)
+        self.stats.references += 1
+        self.stats.reference_bytes += sum(map(len, datagrams))
+        return datagrams
+
+    def _encode(self, points: np.ndarray) -> tuple[Packet, np.ndarray]:
+        """The frame's packet, and the landmarks the receiver will decode from it."""
+        packet = self.encoder.encode(points, intra=self._intra_due())
+        q, reference = self.encoder.previous, self.encoder.reference
+        assert q is not None and reference is not None
+        decoded = self.model.synthesize(q, self.width, self.height, reference, depth=True)
+        return packet, decoded
+
+    def _keypoints(self, packet: Packet, ts: int) -> bytes:
+        coded = self.model.priors.encode(packet.symbols, packet.intra)
+        datagram = self.packets.keypoints(coded, packet.intra, self.ref_id, ts)
+        self.stats.keypoint_bytes += len(datagram)
+        self.stats.keypoint_packets += 1
+        self._since_intra = 0 if packet.intra else self._since_intra + 1
+        return datagram
+
+    def _residual(self, residual: Residual, ts: int) -> list[bytes]:
+        datagrams = self.packets.residual(residual, ts)
+        self.stats.residual_bytes += sum(map(len, datagrams))
+        name = residual.region.name.lower()
+        self.stats.residuals[name] = self.stats.residuals.get(name, 0) + 1
+        return datagrams
+
+    def _patch(
+        self, frame: np.ndarray, points: np.ndarray, decoded: np.ndarray, shown: np.ndarray
+    ) -> tuple[np.ndarray, list[tuple[Residual, np.ndarray]], float]:
+        """Real pixels for the worst regions until the floor holds (nothing kept yet)."""
+        seq = self.packets.peek("keypoints")
+        patched = shown.copy()
+        patches = []
+        quality = 0.0
+        for region in self._worst_regions(frame, patched, decoded):
+            box = region_box(region, decoded, self.width, self.height)
+            x0, y0, x1, y1 = box
+            image = encode_picture(frame[y0:y1, x0:x1], self.settings.residual_quality)
+            patch = decode_picture(Codec.WEBP, image)
+            self.renderer.paste(patched, region, patch, box, decoded, keep=False)
+            residual = Residual(
+                seq, self.ref_id, region, Codec.WEBP, ResidualMode.REPLACE,
+                (x0, y0, x1 - x0, y1 - y0), image,
+            )  # fmt: skip
+            patches.append((residual, patch))
+            quality = metrics.face_ms_ssim(frame, patched, points)
+            if quality >= self.settings.floor:
+                break
+        return patched, patches, quality
+
+    def _worst_regions(self, frame: np.ndarray, shown: np.ndarray, decoded: np.ndarray) -> list:
+        """Regions ordered by their mean luma error, worst first (up to max_residuals)."""
+        scores = []
+        for region in REGIONS:
+            box = region_box(region, decoded, self.width, self.height)
+            x0, y0, x1, y1 = box
+            if x1 - x0 < 4 or y1 - y0 < 4:
+                continue
+            alpha = region_mask(region, decoded, box)
+            diff = np.abs(metrics.luma(frame[y0:y1, x0:x1]) - metrics.luma(shown[y0:y1, x0:x1]))
+            scores.append((float((alpha * diff).sum() / max(alpha.sum(), 1.0)), region))
+        scores.sort(key=lambda s: -s[0])
+        return [region for _, region in scores[: self.settings.max_residuals]]
+
+
+class ObjectGaps:
+    """Notices lost object packets (references, residuals) from the objects sequence
+    space: a number still missing ``patience`` datagrams after a later one arrived is
+    lost (waiting that long lets reordered packets in)."""
+
+    def __init__(self, patience: int = 8) -> None:
+        self.patience = patience
+        self.highest: int | None = None
+        self.missing: dict[int, int] = {}  # seq -> datagrams seen since it went missing
+        self.lost = 0
+
+    def object_seen(self, seq: int) -> None:
+        if self.highest is None:
+            self.highest = seq
+            return
+        ahead = seq_diff(seq, self.highest)
+        if ahead > 256:  # a jump, not a gap: the sender restarted or a long outage
+            self.missing.clear()
+        elif ahead > 0:
+            for k in range(1, ahead):
+                self.missing[(self.highest + k) % (1 << 16)] = 0
+        if ahead > 0:
+            self.highest = seq
+        self.missing.pop(seq, None)
+
+    def tick(self) -> bool:
+        """One more datagram arrived; True when a missing object is now taken as lost."""
+        for seq in self.missing:
+            self.missing[seq] += 1
+        expired = [seq for seq, age in self.missing.items() if age > self.patience]
+        for seq in expired:
+            del self.missing[seq]
+        self.lost += len(expired)
+        return bool(expired)
+
+
+@dataclass
+class ReceiverStats:
+    frames: int = 0  # keypoint packets rendered
+    references: int = 0
+    residuals: int = 0
+    errors: int = 0  # objects or vectors that would not decode
+    requests: int = 0
+
+
+class Receiver:
+    """The far end: ``feed`` datagrams, read ``picture``; send back ``requests()``."""
+
+    def __init__(
+        self,
+        model: KeypointCodecModel | None = None,
+        stream: int | None = None,
+        request_interval: float = 0.2,
+    ) -> None:
+        self.model = model or KeypointCodecModel.load()
+        self.tracker = Tracker(stream)
+        self.renderer: FaceRenderer | None = None
+        self.picture: np.ndarray | None = None
+        self.frame_seq: int | None = None  # keypoint seq of the picture on screen
+        self.stats = ReceiverStats()
+        self.request_interval = request_interval
+        self._landmarks: dict[int, np.ndarray] = {}  # seq -> decoded landmarks, recent
+        self._references: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> shape, lms
+        self._previous: np.ndarray | None = None
+        self._chain_ref: int | None = None
+        self._last_request = -math.inf
+        self._packets = Packetizer(0)
+        self._gaps = ObjectGaps()
+        self._refresh = False
+        self._newest: int | None = None  # id of the newest reference
+
+    def feed(self, datagram: bytes) -> bool:
+        """True when the picture changed. Never raises on bad input."""
+        self._watch_objects(datagram)
+        changed = False
+        for event in self.tracker.feed(datagram):
+            try:
+                changed |= self._handle(event)
+            except (BitstreamError, EntropyError, KeypointCodecError, ValueError) as exc:
+                self.stats.errors += 1
+                log.debug("codec receiver: %s", exc)
+                if isinstance(event, KeypointsReady):
+                    self.tracker.break_chain()
+                    self._previous = None
+                elif isinstance(event, ResidualReady):
+                    self._refresh = True  # the bank now lacks what the sender's holds
+        return changed
+
+    def requests(self, now: float | None = None) -> list[bytes]:
+        """REQUEST datagrams for the sender, at most one round per ``request_interval``."""
+        now = time.monotonic() if now is None else now
+        if now - self._last_request < self.request_interval or self.tracker.stream is None:
+            return []
+        self._packets.stream = self.tracker.stream
+        last = self.frame_seq or 0
+        out = [
+            self._packets.request(RequestKind.REFERENCE, ref, last, 0)
+            for ref in self.tracker.wanted_references
+        ]
+        if self._refresh:
+            self._refresh = False
+            out.append(self._packets.request(RequestKind.REFRESH, self._chain_ref or 0, last, 0))
+        elif self.tracker.wants_intra:
+            out.append(self._packets.request(RequestKind.INTRA, self._chain_ref or 0, last, 0))
+        if out:
+            self._last_request = now
+            self.stats.requests += len(out)
+        return out
+
+    def _watch_objects(self, datagram: bytes) -> None:
+        """A lost residual leaves this receiver's bank short of the sender's: ask for a
+        new reference, which empties both."""
+        try:
+            packet = parse(datagram)
+        except BitstreamError:
+            return
+        if self.tracker.stream is not None and packet.stream != self.tracker.stream:
+            return
+        if packet.type in (PacketType.REFERENCE, PacketType.REFRESH_RESIDUAL):
+            self._gaps.object_seen(packet.seq)
+        if self._gaps.tick():
+            self._refresh = True
+
+    def _handle(self, event: object) -> bool:
+        if isinstance(event, ReferenceReady):
+            self._reference(event.reference)
+            return False
+        if isinstance(event, ResidualReady):
+            return self._residual(event.residual)
+        assert isinstance(event, KeypointsReady)
+        return self._keypoints(event)
+
+    def _reference(self, ref: Reference) -> None:
+        if self.renderer is None or (self.renderer.width, self.renderer.height) != (
+            ref.width,
+            ref.height,
+        ):
+            self.renderer = FaceRenderer(ref.width, ref.height)
+        picture = decode_picture(ref.codec, ref.image)
+        if picture.shape[:2] != (ref.height, ref.width):
+            raise BitstreamError("reference picture size differs from its header")
+        shape_symbols, vector = unpack_keypoint_data(self.model, ref.keypoints)
+        shape = self.model.decode_reference(shape_symbols)
+        landmarks = self.model.synthesize(vector, ref.width, ref.height, shape, depth=True)
+        newest = self._newest is None or 0 < (ref.ref_id - self._newest) % 256 < 128
+        if newest:
+            self._newest = ref.ref_id
+        self._references[ref.ref_id] = (shape, landmarks)
+        self.renderer.add_reference(ref.ref_id, picture, landmarks, newest=newest)
+        self.stats.references += 1
+
+    def _keypoints(self, event: KeypointsReady) -> bool:
+        if self.renderer is None or event.ref_id not in self._references:
+            raise BitstreamError(f"keypoints name reference {event.ref_id}, not held")
+        values = self.model.priors.decode(event.coded, event.intra)
+        if not event.intra:
+            if self._previous is None or self._chain_ref != event.ref_id:
+                raise BitstreamError("predicted packet without its chain")
+            values = values + self._previous
+        q = self.model.check_symbols(values)
+        shape, _ = self._references[event.ref_id]
+        r = self.renderer
+        landmarks = self.model.synthesize(q, r.width, r.height, shape, depth=True)
+        self.picture = r.render(event.ref_id, landmarks)
+        self._previous, self._chain_ref, self.frame_seq = q, event.ref_id, event.seq
+        self._landmarks[event.seq] = landmarks
+        for old in [s for s in self._landmarks if seq_diff(event.seq, s) > 64]:
+            del self._landmarks[old]
+        self.stats.frames += 1
+        return True
+
+    def _residual(self, residual: Residual) -> bool:
+        landmarks = self._landmarks.get(residual.frame_seq)
+        if self.renderer is None or landmarks is None:
+            raise BitstreamError("residual for a frame this receiver never rendered")
+        x, y, w, h = residual.box
+        if w < 1 or h < 1 or x + w > self.renderer.width or y + h > self.renderer.height:
+            raise BitstreamError("residual box outside the frame")
+        patch = decode_picture(residual.codec, residual.image)
+        if patch.shape[:2] != (h, w):
+            raise BitstreamError("residual picture size differs from its box")
+        on_screen = residual.frame_seq == self.frame_seq and self.picture is not None
+        target = (
+            self.picture
+            if on_screen
+            else np.zeros((self.renderer.height, self.renderer.width, 3), np.uint8)
+        )
+        assert target is not None
+        if residual.mode == ResidualMode.ADD:
+            area = target[y : y + h, x : x + w].astype(np.int16) + patch.astype(np.int16) - 128
+            target[y : y + h, x : x + w] = np.clip(area, 0, 255).astype(np.uint8)
+        else:
+            self.renderer.paste(target, residual.region, patch, _corners(residual.box), landmarks)
+        self.stats.residuals += 1
+        return on_screen
