@@ -45,7 +45,10 @@ exact either way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -180,6 +183,26 @@ def encode_decode(
 ) -> BaselineResult:
     """Encode BGR uint8 frames with ``codec`` at a target ``kbps`` and decode them again."""
     _check(frames, fps, codec, kbps)
+    with _quiet_stderr():  # SVT-AV1 prints its banner straight to file descriptor 2
+        return _encode_decode(frames, fps, codec, kbps)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _encode_decode(
+    frames: Sequence[np.ndarray], fps: float, codec: str, kbps: float
+) -> BaselineResult:
     av = _import_av()
     height, width = frames[0].shape[:2]
     rate = Fraction(fps).limit_denominator(1001)

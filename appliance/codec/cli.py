@@ -19,15 +19,15 @@ _LENGTH = struct.Struct(">H")
 
 
 def add_codec_parser(sub: argparse._SubParsersAction) -> None:
-    from appliance.codec.evaluate import FLOORS, RATES
+    from appliance.codec.evaluate import RATES, SETTINGS
 
     p = sub.add_parser("codec", help="the keypoint face codec: encode, decode, evaluate")
     actions = p.add_subparsers(dest="codec_command", required=True)
     ev = actions.add_parser("eval", help="rate-distortion of clips through every codec")
     ev.add_argument("clips", nargs="*", type=Path,
                     help="clips (default: every clip in ../shared/data/clips)")  # fmt: skip
-    ev.add_argument("--floors", default=",".join(f"{f:g}" for f in FLOORS),
-                    help="our codec's quality floors, one point each")  # fmt: skip
+    ev.add_argument("--settings", default=",".join(f"{f:g}:{q}" for f, q in SETTINGS),
+                    help="our codec's points: FLOOR:REFERENCE_QUALITY,...")  # fmt: skip
     ev.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES),
                     help="kbit/s for x264, VP8, AV1")  # fmt: skip
     ev.add_argument("--codecs", default="x264,vp8,av1")
@@ -38,7 +38,8 @@ def add_codec_parser(sub: argparse._SubParsersAction) -> None:
     enc = actions.add_parser("encode", help="a clip to a file of codec datagrams")
     enc.add_argument("clip", type=Path)
     enc.add_argument("-o", "--out", type=Path, required=True)
-    enc.add_argument("--floor", type=float, default=0.90)
+    enc.add_argument("--floor", type=float, default=0.85, help="face MS-SSIM floor")
+    enc.add_argument("--quality", type=int, default=55, help="reference WebP quality")
     enc.add_argument("--frames", type=int)
     dec = actions.add_parser("decode", help="a file of codec datagrams to a video")
     dec.add_argument("packets", type=Path)
@@ -52,11 +53,11 @@ def main(args: argparse.Namespace) -> int:
 
         return run(args)
     if args.codec_command == "encode":
-        return encode(args.clip, args.out, args.floor, args.frames)
+        return encode(args.clip, args.out, args.floor, args.quality, args.frames)
     return decode(args.packets, args.out, args.fps)
 
 
-def encode(clip_path: Path, out: Path, floor: float, frames: int | None) -> int:
+def encode(clip_path: Path, out: Path, floor: float, quality: int, frames: int | None) -> int:
     from appliance.codec.evaluate import load_clip
     from appliance.codec.session import CodecSettings, Sender
 
@@ -64,18 +65,19 @@ def encode(clip_path: Path, out: Path, floor: float, frames: int | None) -> int:
         print(f"no such clip: {clip_path}", file=sys.stderr)
         return 2
     try:
-        settings = CodecSettings(floor=floor)
+        settings = CodecSettings(floor=floor, reference_quality=quality)
     except ValueError as exc:
-        print(f"--floor: {exc}", file=sys.stderr)
+        print(f"bad setting: {exc}", file=sys.stderr)
         return 2
     print(f"tracking {clip_path.name} (cached after the first time) ...", flush=True)
     clip = load_clip(clip_path, frames)
     height, width = clip.frames[0].shape[:2]
     sender = Sender(width, height, clip.fps, settings)
     with out.open("wb") as f:
-        for index, (frame, points) in enumerate(zip(clip.frames, clip.landmarks, strict=True)):
+        for index, frame in enumerate(clip.frames):
+            points = clip.landmarks[index]
             face = points if np.isfinite(points).all() else None
-            for datagram in sender.send(frame, face, index):
+            for datagram in sender.send(frame, face, index, clip.iris[index]):
                 f.write(_LENGTH.pack(len(datagram)) + datagram)
     s = sender.stats
     n = len(clip.frames)

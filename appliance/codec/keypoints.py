@@ -65,10 +65,15 @@ from appliance.vision.pose import canonical_face, euler, rigid_points
 
 POINTS = 468
 POSE_SIZE = 6
+GAZE_SIZE = 4  # per eye: the iris centre along and across the eye, in eye widths
+EYE_CORNERS = ((33, 133), (362, 263))  # subject's right eye, then left
+EYE_LIDS = ((159, 145), (386, 374))  # upper and lower lid middles
+IRIS_RATIO = 0.2  # iris radius / eye width: the mesh's iris rim, the same for everyone
+IRIS_POINTS = 10  # decoded layout: 468 + 5 per eye (centre, then rim: +u, +n, -u, -n)
 UNIT_PX = 512.0  # frame size the pose steps are stated for
 LOG_SCALE_ZERO = math.log(16.0)  # px/cm: a face about 280 px tall in a 512 px frame
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "expression_basis.npz"
-FORMAT = 1
+FORMAT = 2
 
 
 class KeypointCodecError(ValueError):
@@ -202,7 +207,7 @@ class KeypointCodecModel:
     @property
     def size(self) -> int:
         """Symbols per frame."""
-        return POSE_SIZE + self.k
+        return POSE_SIZE + self.k + GAZE_SIZE
 
     @classmethod
     def load(cls, path: Path | str = DEFAULT_MODEL) -> KeypointCodecModel:
@@ -253,10 +258,19 @@ class KeypointCodecModel:
 
     # --- per frame ------------------------------------------------------------------------
 
-    def analyze(self, landmarks: Any, width: int, height: int, reference: np.ndarray) -> np.ndarray:
-        """Unquantized parameters (6 + K,) float64; ``reference`` from decode_reference."""
+    def analyze(
+        self,
+        landmarks: Any,
+        width: int,
+        height: int,
+        reference: np.ndarray,
+        iris: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Unquantized parameters (6 + K + 4,) float64; ``reference`` from
+        decode_reference; ``iris`` (2, 2) iris centres px (gaze 0, straight ahead, without)."""
         unit = _unit(width, height)
-        centre, scale, rotation, shape = normalize(check_landmarks(landmarks))
+        points = check_landmarks(landmarks)
+        centre, scale, rotation, shape = normalize(points)
         pose = [
             (centre[0] - width / 2.0) / unit,
             (centre[1] - height / 2.0) / unit,
@@ -264,7 +278,8 @@ class KeypointCodecModel:
             *rotation_vector(rotation),
         ]
         coefficients = self.basis @ (shape - reference).ravel()
-        return np.concatenate([pose, coefficients])
+        gaze = np.zeros(GAZE_SIZE) if iris is None else gaze_of(points, iris)
+        return np.concatenate([pose, coefficients, gaze])
 
     def quantize(self, params: np.ndarray) -> np.ndarray:
         q = np.floor(np.asarray(params, np.float64) / self.steps + 0.5)
@@ -280,7 +295,8 @@ class KeypointCodecModel:
 
     def shape(self, q: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """(468, 3) decoded canonical shape of absolute symbols ``q``."""
-        coefficients = self.check_symbols(q)[POSE_SIZE:] * self.steps[POSE_SIZE:]
+        end = POSE_SIZE + self.k
+        coefficients = self.check_symbols(q)[POSE_SIZE:end] * self.steps[POSE_SIZE:end]
         return reference + (coefficients @ self.basis).reshape(POINTS, 3)
 
     def placement(self, q: np.ndarray, width: int, height: int) -> Placement:
@@ -308,6 +324,62 @@ class KeypointCodecModel:
         points[:, 1] += place.centre[1]
         return (points if depth else points[:, :2]).astype(np.float32)
 
+    def render_points(
+        self, q: np.ndarray, width: int, height: int, reference: np.ndarray
+    ) -> np.ndarray:
+        """What a renderer moves: the 468 landmarks with depth, then the two irises
+        (``IRIS_POINTS``), (478, 3) float64 frame px."""
+        landmarks = self.synthesize(q, width, height, reference, depth=True).astype(np.float64)
+        gaze = self.check_symbols(q)[-GAZE_SIZE:] * self.steps[-GAZE_SIZE:]
+        return np.vstack([landmarks, iris_points(landmarks, gaze)])
+
+
+def _eye_frame(points: np.ndarray, eye: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(middle, unit along, unit across, width) of an eye, from its corners."""
+    a, b = (points[i, :2] for i in EYE_CORNERS[eye])
+    along = b - a
+    width = float(np.linalg.norm(along)) or 1.0
+    u = along / width
+    return (a + b) / 2.0, u, np.array([-u[1], u[0]]), width
+
+
+def gaze_of(landmarks: np.ndarray, iris: np.ndarray) -> np.ndarray:
+    """(4,): each iris centre along and across its eye, in eye widths from the middle of
+    the corners. A missing iris (NaN) reads as 0, straight ahead."""
+    centres = np.asarray(iris, np.float64).reshape(2, 2)
+    out = np.zeros(GAZE_SIZE)
+    for eye in range(2):
+        if not np.all(np.isfinite(centres[eye])):
+            continue
+        middle, u, n, width = _eye_frame(landmarks, eye)
+        offset = centres[eye] - middle
+        out[2 * eye : 2 * eye + 2] = (offset @ u / width, offset @ n / width)
+    return out
+
+
+def iris_points(landmarks: np.ndarray, gaze: np.ndarray) -> np.ndarray:
+    """(10, 3): per eye the iris centre and 4 rim points, placed by ``gaze`` on the eye,
+    kept inside the lids (a closing eye squeezes the iris instead of folding the mesh)."""
+    out = np.empty((IRIS_POINTS, 3))
+    for eye in range(2):
+        middle, u, n, width = _eye_frame(landmarks, eye)
+        upper, lower = (landmarks[i, :2] for i in EYE_LIDS[eye])
+        half_open = 0.45 * abs(float((lower - upper) @ n))
+        half_wide = 0.45 * width
+        along = float(np.clip(gaze[2 * eye] * width, -half_wide, half_wide))
+        across = float(np.clip(gaze[2 * eye + 1] * width, -half_open, half_open))
+        radius = IRIS_RATIO * width
+        r_along = min(radius, max(0.0, half_wide - abs(along)))
+        r_across = min(radius, max(0.0, half_open - abs(across)))
+        centre = middle + along * u + across * n
+        rim = [centre + r_along * u, centre + r_across * n, centre - r_along * u,
+               centre - r_across * n]  # fmt: skip
+        depth = float(np.mean([landmarks[i, 2] for i in EYE_CORNERS[eye]]))
+        block = np.array([centre, *rim])
+        out[5 * eye : 5 * eye + 5, :2] = block
+        out[5 * eye : 5 * eye + 5, 2] = depth
+    return out
+
 
 def _plain(value: np.ndarray) -> Any:
     return value.item() if value.ndim == 0 else value
@@ -324,7 +396,7 @@ class Packet:
     """One frame's symbols: absolute (``intra``) or the difference to the previous frame."""
 
     intra: bool
-    symbols: np.ndarray  # (6 + K,) int32
+    symbols: np.ndarray  # (6 + K + 4,) int32
 
 
 class _Session:
@@ -357,10 +429,13 @@ class KeypointEncoder(_Session):
         self.previous = None
         return symbols
 
-    def encode(self, landmarks: Any, intra: bool = False) -> Packet:
-        """The frame's packet; intra when asked or when there is no previous frame."""
-        params = self.model.analyze(landmarks, self.width, self.height, self._reference())
+    def encode(self, landmarks: Any, intra: bool = False, iris: np.ndarray | None = None) -> Packet:
+        """The frame's packet; intra when asked or when there is no previous frame.
+        Without ``iris`` (the tracker lost it) the gaze stays where it was."""
+        params = self.model.analyze(landmarks, self.width, self.height, self._reference(), iris)
         q = self.model.quantize(params)
+        if (iris is None or not np.all(np.isfinite(iris))) and self.previous is not None:
+            q[-GAZE_SIZE:] = self.previous[-GAZE_SIZE:]
         intra = intra or self.previous is None
         symbols = q if intra else q - self.previous
         self.previous = q

@@ -1,6 +1,8 @@
 """The receiver's motion field: a triangle mesh over the face, moved by the keypoints.
 
-Points: the 468 decoded landmarks, plus scaffolding that decides what moves with them:
+Points: the 468 decoded landmarks (the irises are moved afterwards, by the renderer: a
+mesh that stretches the iris between the lids distorts it), plus scaffolding that decides
+what moves with them:
 
 - a **head ring** (the face oval pushed out by ``HEAD_RING``): hair, ears and forehead
   follow the head's 2-D similarity (fitted on the rigid landmarks), so they do not smear
@@ -75,7 +77,7 @@ class Mesh:
         from scipy.spatial import Delaunay  # the field's standard; scikit-image needs it too
 
         self.width, self.height = int(width), int(height)
-        ref = np.asarray(reference, np.float64)
+        ref = np.asarray(reference, np.float64)[:POINTS]
         self.reference = ref
         head = _ring(ref, HEAD_RING)
         ring = _ring(ref, BACKGROUND_RING)
@@ -94,14 +96,14 @@ class Mesh:
         self._depth_far = 1e9
 
     def target(self, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Target vertex positions (P, 2) and depths (P,) for a frame's landmarks (468, 3)."""
-        points = np.asarray(landmarks, np.float64)
+        """Target vertex positions (P, 2) and depths (P,) for a frame's landmarks (468+, 3)."""
+        points = np.asarray(landmarks, np.float64)[:POINTS]
         motion = similarity(self.reference[self._rigid, :2], points[self._rigid, :2])
         head = self.scaffold.head @ motion[:, :2].T + motion[:, 2]
         xy = np.vstack([points[:, :2], head, self.scaffold.fixed])
         depth = np.full(len(xy), self._depth_far)
         if points.shape[1] > 2:
-            depth[:POINTS] = points[:, 2]
+            depth[: len(points)] = points[:, 2]
         return xy, depth
 
     def backward_map(

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from appliance.codec.bitstream import Region
+from appliance.codec.keypoints import EYE_CORNERS, IRIS_RATIO, gaze_of
 from appliance.codec.mesh import Box, Mesh
 from appliance.vision.overlay import FACE_OVAL, LEFT_EYE, LIPS_INNER, LIPS_OUTER, RIGHT_EYE
 
@@ -43,12 +44,63 @@ _OUTLINE = {
     Region.LEFT_EYE: LEFT_EYE,
     Region.FACE: FACE_OVAL,
 }
+_EYE_REGIONS = (Region.RIGHT_EYE, Region.LEFT_EYE)
 _SHAPE = {  # the landmarks whose layout picks a bank entry
     Region.MOUTH: LIPS_OUTER + LIPS_INNER,
     Region.RIGHT_EYE: RIGHT_EYE,
     Region.LEFT_EYE: LEFT_EYE,
 }
 _EYE_CORNERS = (33, 263)
+_EYE_INDEX = {Region.RIGHT_EYE: 0, Region.LEFT_EYE: 1}  # keypoints.EYE_CORNERS order
+POINTS = 468
+IRIS_MARGIN = 1.15  # the moved disk: a little more than the iris, to take its edge along
+
+
+def _iris_at(points: np.ndarray, eye: int, gaze: np.ndarray) -> np.ndarray:
+    a, b = (points[i, :2] for i in EYE_CORNERS[eye])
+    width = float(np.linalg.norm(b - a)) or 1.0
+    u = (b - a) / width
+    n = np.array([-u[1], u[0]])
+    return (a + b) / 2.0 + (gaze[0] * u + gaze[1] * n) * width
+
+
+def _fixed(point: np.ndarray) -> tuple[int, int]:
+    """A point for OpenCV's drawing with 4 fractional bits."""
+    return round(float(point[0]) * 16), round(float(point[1]) * 16)
+
+
+def move_iris(
+    frame: np.ndarray, eye: int, target: np.ndarray, source: np.ndarray, box: Box
+) -> None:
+    """Put the iris where the frame's gaze says, in place. The warp brought the source's
+    iris to the source's place on the eye; the disk around it moves to the target's
+    place (masked by the lids, which cover an iris that looks up or down) and the eye
+    white is filled in where it was (inpainting: a few hundred pixels)."""
+    x0, y0, x1, y1 = box
+    gaze_source = gaze_of(source[:POINTS], source[[POINTS, POINTS + 5], :2])[2 * eye : 2 * eye + 2]
+    gaze_target = gaze_of(target[:POINTS], target[[POINTS, POINTS + 5], :2])[2 * eye : 2 * eye + 2]
+    was = _iris_at(target, eye, gaze_source) - (x0, y0)
+    now = _iris_at(target, eye, gaze_target) - (x0, y0)
+    shift = now - was
+    if float(np.hypot(*shift)) < 0.5 or x1 - x0 < 4 or y1 - y0 < 4:
+        return
+    a, b = (target[i, :2] for i in EYE_CORNERS[eye])
+    radius = IRIS_RATIO * IRIS_MARGIN * float(np.linalg.norm(b - a))
+    area = frame[y0:y1, x0:x1]
+    lids = np.zeros(area.shape[:2], np.uint8)
+    contour = target[list(_OUTLINE[_EYE_REGIONS[eye]]), :2] - (x0, y0)
+    cv2.fillPoly(lids, [np.rint(contour * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
+    old = np.zeros_like(lids)
+    cv2.circle(old, _fixed(was), round(radius * 16), 255, -1, cv2.LINE_AA, 4)
+    white = cv2.inpaint(area, cv2.bitwise_and(old, lids), 3, cv2.INPAINT_TELEA)
+    size = (area.shape[1], area.shape[0])
+    step = np.array([[1, 0, shift[0]], [0, 1, shift[1]]], np.float32)
+    moved = cv2.warpAffine(area, step, size, borderMode=cv2.BORDER_REPLICATE)
+    disk = np.zeros(lids.shape, np.float32)
+    cv2.circle(disk, _fixed(now), round(radius * 16), 1.0, -1, cv2.LINE_AA, 4)
+    alpha = cv2.GaussianBlur(disk, (0, 0), 0.6) * (cv2.GaussianBlur(lids, (0, 0), 0.8) / 255.0)
+    mixed = white + alpha[..., None] * (moved.astype(np.float32) - white)
+    frame[y0:y1, x0:x1] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
 def outline(region: Region, landmarks: np.ndarray) -> np.ndarray:
@@ -227,6 +279,8 @@ class FaceRenderer:
         map_y -= entry.box[1]
         patch = cv2.remap(entry.picture, map_x, map_y, cv2.INTER_LINEAR, None, cv2.BORDER_REPLICATE)
         blend(frame, patch, region_mask(region, landmarks, box), box)
+        if region in _EYE_INDEX and len(landmarks) > POINTS and len(entry.landmarks) > POINTS:
+            move_iris(frame, _EYE_INDEX[region], landmarks, entry.landmarks, box)
         name = region.name.lower()
         self.stats.bank_fills[name] = self.stats.bank_fills.get(name, 0) + 1
 

@@ -115,6 +115,14 @@ class SenderStats:
         return self.keypoint_bytes + self.reference_bytes + self.residual_bytes
 
 
+def _finite(iris: np.ndarray | None) -> np.ndarray | None:
+    """Iris centres (2, 2) if the tracker found both, else None."""
+    if iris is None:
+        return None
+    centres = np.asarray(iris, np.float64).reshape(2, 2)
+    return centres if np.all(np.isfinite(centres)) else None
+
+
 def _corners(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     x, y, w, h = box
     return x, y, x + w, y + h
@@ -191,8 +199,15 @@ class Sender:
         self._sent: OrderedDict[int, Reference] = OrderedDict()  # for REQUEST REFERENCE
         self._resend: list[int] = []
 
-    def send(self, frame: np.ndarray, landmarks: np.ndarray | None, index: int) -> list[bytes]:
-        """Datagrams for frame ``index`` (its capture time is index / fps)."""
+    def send(
+        self,
+        frame: np.ndarray,
+        landmarks: np.ndarray | None,
+        index: int,
+        iris: np.ndarray | None = None,
+    ) -> list[bytes]:
+        """Datagrams for frame ``index`` (its capture time is index / fps): ``landmarks``
+        (468, 3) and ``iris`` centres (2, 2) px from the tracker (None: no face/iris)."""
         if frame.shape[:2] != (self.height, self.width):
             raise ValueError(
                 f"frame is {frame.shape[1]}x{frame.shape[0]}, the stream is "
@@ -211,8 +226,8 @@ class Sender:
         self._resend.clear()
         fresh = self._want_reference
         if fresh:
-            out += self._reference(frame, points, ts)
-        packet, decoded = self._encode(points)
+            out += self._reference(frame, points, iris, ts)
+        packet, decoded = self._encode(points, iris)
         shown = self.renderer.render(self.ref_id, decoded)
         patches: list[tuple[Residual, np.ndarray]] = []
         quality = math.nan
@@ -223,8 +238,8 @@ class Sender:
                 if quality < self.settings.floor:
                     # the regions cannot lift it (a head turn, new light): this very
                     # frame becomes the new reference, and its packet an intra on it
-                    out += self._reference(frame, points, ts)
-                    packet, decoded = self._encode(points)
+                    out += self._reference(frame, points, iris, ts)
+                    packet, decoded = self._encode(points, iris)
                     shown = self.renderer.render(self.ref_id, decoded)
                     patches = []
                     quality = metrics.face_ms_ssim(frame, shown, points)
@@ -263,13 +278,16 @@ class Sender:
         self._want_intra = False
         return due
 
-    def _reference(self, frame: np.ndarray, points: np.ndarray, ts: int) -> list[bytes]:
+    def _reference(
+        self, frame: np.ndarray, points: np.ndarray, iris: np.ndarray | None, ts: int
+    ) -> list[bytes]:
         self._want_reference = False
         self.ref_id = (self.ref_id + 1) % 256
         image = encode_picture(frame, self.settings.reference_quality)
         shape = self.encoder.set_reference(points)  # the next packet is intra
         reference = self.model.decode_reference(shape)
-        q = self.model.quantize(self.model.analyze(points, self.width, self.height, reference))
+        params = self.model.analyze(points, self.width, self.height, reference, _finite(iris))
+        q = self.model.quantize(params)
         ref = Reference(
             self.ref_id,
             Codec.WEBP,
@@ -279,7 +297,7 @@ class Sender:
             image,
             pack_keypoint_data(self.model, shape, q),
         )
-        landmarks = self.model.synthesize(q, self.width, self.height, reference, depth=True)
+        landmarks = self.model.render_points(q, self.width, self.height, reference)
         self.renderer.add_reference(self.ref_id, decode_picture(Codec.WEBP, image), landmarks)
         datagrams = self.packets.reference(ref, ts)
         self._sent[self.ref_id] = ref
@@ -289,13 +307,12 @@ class Sender:
         self.stats.reference_bytes += sum(map(len, datagrams))
         return datagrams
 
-    def _encode(self, points: np.ndarray) -> tuple[Packet, np.ndarray]:
-        """The frame's packet, and the landmarks the receiver will decode from it."""
-        packet = self.encoder.encode(points, intra=self._intra_due())
+    def _encode(self, points: np.ndarray, iris: np.ndarray | None) -> tuple[Packet, np.ndarray]:
+        """The frame's packet, and the points the receiver will decode from it."""
+        packet = self.encoder.encode(points, intra=self._intra_due(), iris=_finite(iris))
         q, reference = self.encoder.previous, self.encoder.reference
         assert q is not None and reference is not None
-        decoded = self.model.synthesize(q, self.width, self.height, reference, depth=True)
-        return packet, decoded
+        return packet, self.model.render_points(q, self.width, self.height, reference)
 
     def _keypoints(self, packet: Packet, ts: int) -> bytes:
         coded = self.model.priors.encode(packet.symbols, packet.intra)
@@ -494,7 +511,7 @@ class Receiver:
             raise BitstreamError("reference picture size differs from its header")
         shape_symbols, vector = unpack_keypoint_data(self.model, ref.keypoints)
         shape = self.model.decode_reference(shape_symbols)
-        landmarks = self.model.synthesize(vector, ref.width, ref.height, shape, depth=True)
+        landmarks = self.model.render_points(vector, ref.width, ref.height, shape)
         newest = self._newest is None or 0 < (ref.ref_id - self._newest) % 256 < 128
         if newest:
             self._newest = ref.ref_id
@@ -513,7 +530,7 @@ class Receiver:
         q = self.model.check_symbols(values)
         shape, _ = self._references[event.ref_id]
         r = self.renderer
-        landmarks = self.model.synthesize(q, r.width, r.height, shape, depth=True)
+        landmarks = self.model.render_points(q, r.width, r.height, shape)
         self.picture = r.render(event.ref_id, landmarks)
         self._previous, self._chain_ref, self.frame_seq = q, event.ref_id, event.seq
         self._landmarks[event.seq] = landmarks

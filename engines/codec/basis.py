@@ -31,6 +31,7 @@ import numpy as np
 from appliance.codec.entropy import EntropyModel
 from appliance.codec.keypoints import (
     DEFAULT_MODEL,
+    GAZE_SIZE,
     POINTS,
     UNIT_PX,
     KeypointCodecModel,
@@ -43,7 +44,7 @@ from appliance.vision.pose import canonical_face, rigid_points
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 CACHE = ROOT / ".cache" / "codec"
-TRACK_VERSION = 1  # bump when the tracking recipe changes: the cache is then rebuilt
+TRACK_VERSION = 2  # bump when the tracking recipe changes: the cache is then rebuilt
 
 RIGHT_EYE = (33, 133)  # corner landmarks of the subject's right eye
 LEFT_EYE = (362, 263)
@@ -61,6 +62,7 @@ class Track:
     height: int
     fps: float
     landmarks: np.ndarray
+    iris: np.ndarray  # (frames, 2, 2) iris centres px (subject's right eye first); NaN: none
 
     @property
     def found(self) -> np.ndarray:
@@ -77,31 +79,22 @@ def track_clip(clip: Path, progress: Progress = print) -> Track:
     import cv2
 
     from appliance.align.evaluate import read_clip
-    from appliance.frame import Frame
-    from appliance.runtime.onnx import OnnxRuntimeBackend
-    from appliance.vision.stage import FaceTrackingStage
+    from appliance.codec.tracking import track_frames
 
     cap = cv2.VideoCapture(str(clip))
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 25.0)
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     cap.release()
-    stage = FaceTrackingStage(OnnxRuntimeBackend(threads=1), precision="fp32")
-    frames: list[np.ndarray] = []
-    width = height = 0
     start = time.perf_counter()
-    try:
-        for index, (image, t) in enumerate(read_clip(clip)):
-            height, width = image.shape[:2]
-            faces = stage.process(Frame(image, index, t)).meta.get("faces") or []
-            if faces:
-                face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-                frames.append(face.landmarks.astype(np.float32))
-            else:
-                frames.append(np.full((POINTS, 3), np.nan, np.float32))
+
+    def frames():
+        for index, (image, _t) in enumerate(read_clip(clip)):
             if index % 100 == 99:
                 progress(f"  {clip.name}: {index + 1} frames, {time.perf_counter() - start:.0f} s")
-    finally:
-        stage.close()
-    return Track(clip.stem, width, height, fps, np.stack(frames))
+            yield image
+
+    landmarks, iris = track_frames(frames(), fps)
+    return Track(clip.stem, width, height, fps, landmarks, iris)
 
 
 def load_track(clip: Path, cache: Path = CACHE, progress: Progress = print) -> Track:
@@ -116,6 +109,7 @@ def load_track(clip: Path, cache: Path = CACHE, progress: Progress = print) -> T
                     int(data["height"]),
                     float(data["fps"]),
                     data["landmarks"],
+                    data["iris"],
                 )
     progress(f"tracking {clip.name} (cached as {path})")
     track = track_clip(clip, progress)
@@ -127,6 +121,7 @@ def load_track(clip: Path, cache: Path = CACHE, progress: Progress = print) -> T
         height=track.height,
         fps=track.fps,
         landmarks=track.landmarks,
+        iris=track.iris,
     )
     return track
 
@@ -148,12 +143,13 @@ class Clip:
     track: Track
     landmarks: np.ndarray  # (n, 468, 3) float64 px
     shapes: np.ndarray  # (n, 468, 3) canonical cm
+    iris: np.ndarray  # (n, 2, 2) px
 
 
 def normalize_track(track: Track) -> Clip:
     landmarks = track.landmarks[track.found].astype(np.float64)
     shapes = np.stack([normalize(frame)[3] for frame in landmarks])
-    return Clip(track, landmarks, shapes)
+    return Clip(track, landmarks, shapes, track.iris[track.found].astype(np.float64))
 
 
 @cache
@@ -199,6 +195,7 @@ class Steps:
     rotation: float = 1.0 / 2048.0
     expression: float = 0.08
     reference: float = 1.0 / 128.0
+    gaze: float = 1.0 / 128.0  # eye widths: about 0.25 px on a 32-px eye
 
 
 def make_model(
@@ -215,11 +212,12 @@ def make_model(
     )[[0, 0, 1, 2, 2, 2]]
     # 16 training standard deviations: a clamp is a safety net, not a working range.
     coef_bounds = np.maximum(64, np.ceil(16.0 * std[:k] / steps.expression))
+    gaze_bounds = np.full(GAZE_SIZE, math.ceil(0.5 / steps.gaze))  # within half an eye width
     return KeypointCodecModel(
         mean,
         basis,
-        np.concatenate([step, np.full(k, steps.expression)]),
-        np.concatenate([bounds, coef_bounds]).astype(np.int64),
+        np.concatenate([step, np.full(k, steps.expression), np.full(GAZE_SIZE, steps.gaze)]),
+        np.concatenate([bounds, coef_bounds, gaze_bounds]).astype(np.int64),
         steps.reference,
         meta,
     )
@@ -269,9 +267,9 @@ def code_clip(clip: Clip, model: KeypointCodecModel) -> Coded:
     reference = encoder.set_reference(clip.landmarks[0])
     decoder.set_reference(reference)
     errors, absolute, predicted, times = [], [], [], []
-    for frame in clip.landmarks:
+    for frame, iris in zip(clip.landmarks, clip.iris, strict=True):
         start = time.perf_counter()
-        packet = encoder.encode(frame)
+        packet = encoder.encode(frame, iris=iris)
         times.append((time.perf_counter() - start) * 1e3)
         decoded = decoder.decode(packet)
         errors.append(np.linalg.norm(decoded - frame[:, :2], axis=1))

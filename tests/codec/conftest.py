@@ -18,6 +18,7 @@ class ClipFrames:
     fps: float
     frames: list[np.ndarray]
     landmarks: np.ndarray  # (n, 468, 3) px
+    iris: np.ndarray  # (n, 2, 2) iris centres px
 
     @property
     def size(self) -> tuple[int, int]:
@@ -39,7 +40,10 @@ def read_clip(name: str, count: int) -> ClipFrames:
             break
         frames.append(image)
     cap.release()
-    return ClipFrames(name, track.fps, frames, track.landmarks[: len(frames)].astype(np.float64))
+    n = len(frames)
+    return ClipFrames(
+        name, track.fps, frames, track.landmarks[:n].astype(np.float64), track.iris[:n]
+    )
 
 
 @pytest.fixture(scope="session")

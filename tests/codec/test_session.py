@@ -29,7 +29,7 @@ def run_lossless(clip, settings: CodecSettings):
     receiver = Receiver()
     shown = []
     for index, (frame, points) in enumerate(zip(clip.frames, clip.landmarks, strict=True)):
-        for datagram in sender.send(frame, points, index):
+        for datagram in sender.send(frame, points, index, clip.iris[index]):
             assert len(datagram) <= settings.mtu
             receiver.feed(datagram)
         assert receiver.picture is not None
@@ -121,7 +121,8 @@ def test_loss_duplication_reordering_and_garbage_never_break_the_receiver(talkin
     exact_after = None
     for index, (frame, points) in enumerate(zip(talking_head.frames, talking_head.landmarks,
                                                 strict=True)):  # fmt: skip
-        for datagram in channel.pass_(sender.send(frame, points, index), index < lossy_until):
+        sent = sender.send(frame, points, index, talking_head.iris[index])
+        for datagram in channel.pass_(sent, index < lossy_until):
             receiver.feed(datagram)  # must never raise
         for request in receiver.requests(now=index / talking_head.fps):
             sender.feedback(request)

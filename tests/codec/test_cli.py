@@ -1,0 +1,30 @@
+"""``appliance codec encode|decode``: a clip to datagrams on disk and back to video."""
+
+from __future__ import annotations
+
+import cv2
+
+from appliance.cli import main
+
+from .conftest import DATA
+
+
+def test_encode_then_decode_gives_a_video_of_every_frame(tmp_path, capsys):
+    packets, video = tmp_path / "call.kpc", tmp_path / "call.mp4"
+    clip = str(DATA / "clips" / "lp_d20.mp4")
+    assert main(["codec", "encode", clip, "--frames", "20", "-o", str(packets)]) == 0
+    assert "B/frame" in capsys.readouterr().out
+    assert main(["codec", "decode", str(packets), "-o", str(video), "--fps", "25"]) == 0
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (480, 480)
+
+
+def test_bad_input_is_refused_with_a_message(tmp_path, capsys):
+    assert main(["codec", "encode", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "x")]) == 2
+    assert main(["codec", "decode", str(tmp_path / "none.kpc"), "-o", str(tmp_path / "y")]) == 2
+    garbage = tmp_path / "garbage.kpc"
+    garbage.write_bytes(b"\x00\x10" + b"not a packet at all!" * 3)
+    assert main(["codec", "decode", str(garbage), "-o", str(tmp_path / "g.mp4")]) == 1
+    err = capsys.readouterr()
+    assert "no such" in err.err and "0 frames" in err.out
