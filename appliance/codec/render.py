@@ -64,6 +64,36 @@ def _iris_at(points: np.ndarray, eye: int, gaze: np.ndarray) -> np.ndarray:
     return (a + b) / 2.0 + (gaze[0] * u + gaze[1] * n) * width
 
 
+CAVITY_BGR = (38, 30, 62)  # the inside of a mouth, in shadow
+CAVITY_MIN = 0.02  # opening (inner-lip area / mouth width^2) below which nothing is drawn
+
+
+def mouth_opening(landmarks: np.ndarray) -> float:
+    """Inner-lip area over the squared mouth width: 0 closed, about 0.3 wide open."""
+    inner = landmarks[list(LIPS_INNER), :2].astype(np.float64)
+    width = float(np.linalg.norm(landmarks[61, :2] - landmarks[291, :2])) or 1.0
+    x, y = inner[:, 0], inner[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+    return area / (width * width)
+
+
+def open_mouth(frame: np.ndarray, target: np.ndarray, source: np.ndarray, box: Box) -> None:
+    """When the frame's mouth is more open than the picture it was warped from, the warp
+    stretched the lips across the opening: draw the opening as the mouth's dark inside
+    instead (teeth come from the bank once the sender has sent an open mouth)."""
+    gap = mouth_opening(target) - mouth_opening(source)
+    if gap < CAVITY_MIN:
+        return
+    x0, y0, x1, y1 = box
+    inner = target[list(LIPS_INNER), :2] - (x0, y0)
+    alpha = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(alpha, [np.rint(inner * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 1.0) * min(1.0, gap / (3 * CAVITY_MIN))
+    cavity = np.empty((y1 - y0, x1 - x0, 3), np.float32)
+    cavity[:] = CAVITY_BGR
+    blend(frame, cavity, alpha, box)
+
+
 def _fixed(point: np.ndarray) -> tuple[int, int]:
     """A point for OpenCV's drawing with 4 fractional bits."""
     return round(float(point[0]) * 16), round(float(point[1]) * 16)
@@ -279,6 +309,8 @@ class FaceRenderer:
         map_y -= entry.box[1]
         patch = cv2.remap(entry.picture, map_x, map_y, cv2.INTER_LINEAR, None, cv2.BORDER_REPLICATE)
         blend(frame, patch, region_mask(region, landmarks, box), box)
+        if region == Region.MOUTH:
+            open_mouth(frame, landmarks, entry.landmarks, box)
         if region in _EYE_INDEX and len(landmarks) > POINTS and len(entry.landmarks) > POINTS:
             move_iris(frame, _EYE_INDEX[region], landmarks, entry.landmarks, box)
         name = region.name.lower()
