@@ -76,3 +76,54 @@ def test_bad_pictures_are_refused(talking_head):
     with pytest.raises(ValueError, match="residual picture"):
         renderer.paste(None, Region.MOUTH, np.zeros((3, 3, 3), np.uint8), box,
                        talking_head.landmarks[0])  # fmt: skip
+
+
+def test_an_opening_mouth_is_drawn_dark_inside_not_with_stretched_lips(talking_head):
+    from appliance.codec.render import mouth_opening, open_mouth
+
+    width, height = talking_head.size
+    openings = [mouth_opening(lm) for lm in talking_head.landmarks]
+    closed, wide = int(np.argmin(openings)), int(np.argmax(openings))
+    target, source = talking_head.landmarks[wide], talking_head.landmarks[closed]
+    box = region_box(Region.MOUTH, target, width, height)
+    frame = np.full((height, width, 3), 200, np.uint8)
+    open_mouth(frame, target, source, box)
+    inside = np.rint(target[[13, 14], :2].mean(axis=0)).astype(int)  # between the lips
+    assert frame[inside[1], inside[0]].max() < 100
+    assert (frame[0, 0] == 200).all()
+    untouched = np.full_like(frame, 200)
+    open_mouth(untouched, source, source, box)  # no wider than its source: nothing drawn
+    assert (untouched == 200).all()
+
+
+def test_the_iris_moves_to_where_the_frame_looks(talking_head):
+    from appliance.codec.keypoints import KeypointCodecModel, KeypointEncoder
+    from appliance.codec.render import move_iris
+
+    model = KeypointCodecModel.load()
+    width, height = talking_head.size
+    encoder = KeypointEncoder(model, width, height)
+    encoder.set_reference(talking_head.landmarks[0])
+    points = []
+    for index in (0, 0):
+        encoder.encode(talking_head.landmarks[index], iris=talking_head.iris[index])
+        assert encoder.previous is not None and encoder.reference is not None
+        points.append(model.render_points(encoder.previous, width, height, encoder.reference))
+    source, target = points[0], points[1].copy()
+    target[468:473, 0] += 4.0  # the right eye looks 4 px further along
+    frame = talking_head.frames[0].copy()
+    box = region_box(Region.RIGHT_EYE, target, width, height)
+
+    corners = target[[33, 133], :2]
+    row = round(float(target[468, 1]))
+    x0, x1 = round(float(corners[:, 0].min())) + 2, round(float(corners[:, 0].max())) - 2
+
+    def dark_centre(image: np.ndarray) -> float:
+        """Where the iris is along the eye: the centroid of dark pixels on its middle rows."""
+        grey = image[row - 2 : row + 3, x0:x1].mean(axis=(0, 2))
+        weight = np.clip(grey.max() - grey, 0, None)
+        return float((weight * np.arange(x1 - x0)).sum() / weight.sum())
+
+    before = dark_centre(frame)
+    move_iris(frame, 0, target, source, box)
+    assert 1.0 < dark_centre(frame) - before < 6.0  # towards the new gaze, not past it
