@@ -88,6 +88,10 @@ def format_report(result: dict[str, Any]) -> str:
 def main(args: Any) -> int:
     if args.part == "tracking":
         return _main_tracking(args)
+    if args.part == "codec":
+        from appliance.codec.bench import main as codec_main
+
+        return codec_main(args)
     if args.part == "enhance":
         from appliance.enhance.bench import main as enhance_main
 

@@ -50,11 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "part",
         nargs="?",
-        choices=["frame-path", "tracking", "align", "enhance"],
+        choices=["frame-path", "tracking", "align", "enhance", "codec"],
         default="frame-path",
         help="frame-path: capture -> stages -> MJPEG, paced (default); tracking: the face "
         "tracker alone on one core per size; align: each alignment feature on one core; "
-        "enhance: super-resolution per size and precision on one core",
+        "enhance: super-resolution per size and precision on one core; codec: the keypoint "
+        "codec's encoder, sender and receiver per frame on one core",
     )
     bench.add_argument("--source", default="synthetic://", help="source URI (synthetic://)")
     bench.add_argument("--seconds", type=_positive, default=10.0, help="measuring time (10)")

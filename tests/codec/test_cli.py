@@ -28,3 +28,13 @@ def test_bad_input_is_refused_with_a_message(tmp_path, capsys):
     assert main(["codec", "decode", str(garbage), "-o", str(tmp_path / "g.mp4")]) == 1
     err = capsys.readouterr()
     assert "no such" in err.err and "0 frames" in err.out
+
+
+def test_the_codec_bench_reports_each_part(capsys):
+    from appliance.codec.bench import bench_codec, format_codec
+
+    result = bench_codec(frames=12)
+    for part in ("keypoint_encoder_ms", "sender_with_closed_loop_ms", "receiver_ms"):
+        assert 0 < result[part]["p50"] <= result[part]["p99"]
+    assert result["size"] == "512x512" and result["frames"] == 12
+    assert "receiver (decode + render)" in format_codec(result)
