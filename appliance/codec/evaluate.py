@@ -247,7 +247,19 @@ def evaluate(
         results[clip.name] = {"points": [asdict(p) for p in points], "summary": summarize(points)}
         if plots is not None:
             _plot(clip.name, points, plots)
+    if plots is not None and len(results) > 1:
+        _plot_all(results, plots)
     return results
+
+
+def _plot_all(results: dict[str, dict], folder: Path) -> None:
+    """One picture per metric with a panel per clip (docs/images/codec-rd-*.png)."""
+    for key, label in (("ms_ssim", "face MS-SSIM"), ("akd", "AKD, px (lower is better)")):
+        panels = {}
+        for name, result in results.items():
+            points = [Point(**p) for p in result["points"]]
+            panels[name] = {c: curve(points, c, key) for c in sorted({p.codec for p in points})}
+        metrics.plot_rd_grid(panels, folder / f"rd-all-{key}.png", label)
 
 
 def _line(p: Point) -> str:

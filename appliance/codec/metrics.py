@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -442,16 +443,10 @@ def rate_at_quality(
 # ---------------------------------------------------------------------------------- plot
 
 
-def plot_rd(
-    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-    path: str | Path,
-    title: str,
-    xlabel: str = "kbit/s",
-    ylabel: str = "face MS-SSIM",
-    log_x: bool = True,
-) -> Path:
-    """Write a rate-distortion PNG: one marked line per codec, ``curves[name] = (rates,
-    quality)``. Returns the path written."""
+Curves = Mapping[str, tuple[Sequence[float], Sequence[float]]]
+
+
+def _figure(width: float, height: float) -> Any:
     try:
         import matplotlib
 
@@ -459,11 +454,13 @@ def plot_rd(
         from matplotlib.figure import Figure
     except ImportError as error:
         raise RuntimeError(
-            "plot_rd needs matplotlib, which the firmware does not ship: pip install matplotlib"
+            "plots need matplotlib, which the firmware does not ship: pip install matplotlib"
         ) from error
     # A bare Figure, not pyplot: no global figure registry to leak or share between threads.
-    figure = Figure(figsize=(7.0, 5.0))
-    axes = figure.add_subplot()
+    return Figure(figsize=(width, height))
+
+
+def _draw(axes: Any, curves: Curves, title: str, xlabel: str, ylabel: str, log_x: bool) -> None:
     for name, (rates, quality) in curves.items():
         order = np.argsort(np.asarray(rates, dtype=np.float64), kind="stable")
         axes.plot(
@@ -479,8 +476,37 @@ def plot_rd(
     axes.set_ylabel(ylabel)
     axes.grid(True, which="both", alpha=0.3)
     if curves:
-        axes.legend()
+        axes.legend(fontsize="small")
+
+
+def plot_rd(
+    curves: Curves,
+    path: str | Path,
+    title: str,
+    xlabel: str = "kbit/s",
+    ylabel: str = "face MS-SSIM",
+    log_x: bool = True,
+) -> Path:
+    """Write a rate-distortion PNG: one marked line per codec, ``curves[name] = (rates,
+    quality)``. Returns the path written."""
+    figure = _figure(7.0, 5.0)
+    _draw(figure.add_subplot(), curves, title, xlabel, ylabel, log_x)
     figure.tight_layout()
     output = Path(path)
     figure.savefig(output, dpi=120)
+    return output
+
+
+def plot_rd_grid(
+    panels: Mapping[str, Curves], path: str | Path, ylabel: str, xlabel: str = "kbit/s"
+) -> Path:
+    """Several clips' rate-distortion curves side by side, one panel per clip."""
+    columns = min(3, max(1, len(panels)))
+    rows = -(-len(panels) // columns)
+    figure = _figure(4.6 * columns, 3.6 * rows)
+    for k, (title, curves) in enumerate(panels.items()):
+        _draw(figure.add_subplot(rows, columns, k + 1), curves, title, xlabel, ylabel, True)
+    figure.tight_layout()
+    output = Path(path)
+    figure.savefig(output, dpi=100)
     return output

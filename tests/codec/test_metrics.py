@@ -282,3 +282,15 @@ def test_plot_rd_writes_a_png(tmp_path: Path) -> None:
     image = cv2.imread(str(path))
     assert image is not None and image.size > 0
     assert image.shape[:2] == (600, 840)  # 7 x 5 in at 120 dpi
+
+
+def test_plot_rd_grid_writes_one_panel_per_clip(tmp_path):
+    import cv2
+
+    from appliance.codec.metrics import plot_rd_grid
+
+    curves = {"x264": ([10.0, 40.0], [0.7, 0.9]), "keypoints": ([12.0, 30.0], [0.8, 0.85])}
+    path = plot_rd_grid({"a": curves, "b": curves, "c": curves, "d": curves},
+                        tmp_path / "grid.png", "face MS-SSIM")  # fmt: skip
+    image = cv2.imread(str(path))
+    assert image is not None and image.shape[1] > image.shape[0]  # 3 columns, 2 rows
