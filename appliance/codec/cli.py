@@ -1,4 +1,4 @@
-"""``appliance codec eval|encode|decode``: the keypoint codec from the command line.
+"""``appliance codec eval|encode|decode|demo``: the keypoint codec from the command line.
 
 ``encode`` writes a clip's datagrams to a file (each prefixed by its length, u16
 big-endian: the bytes a network would carry, in order); ``decode`` plays such a file
@@ -41,6 +41,8 @@ def add_codec_parser(sub: argparse._SubParsersAction) -> None:
     enc.add_argument("--floor", type=float, default=0.85, help="face MS-SSIM floor")
     enc.add_argument("--quality", type=int, default=55, help="reference WebP quality")
     enc.add_argument("--frames", type=int)
+    demo = actions.add_parser("demo", help="camera / this codec / x264 at the same rate")
+    demo.add_argument("--out", type=Path, default=Path("docs/images"))
     dec = actions.add_parser("decode", help="a file of codec datagrams to a video")
     dec.add_argument("packets", type=Path)
     dec.add_argument("-o", "--out", type=Path, required=True, help="video file (.mp4)")
@@ -52,6 +54,10 @@ def main(args: argparse.Namespace) -> int:
         from appliance.codec.evaluate import run
 
         return run(args)
+    if args.codec_command == "demo":
+        from appliance.codec.demo import run as run_demo
+
+        return run_demo(args)
     if args.codec_command == "encode":
         return encode(args.clip, args.out, args.floor, args.quality, args.frames)
     return decode(args.packets, args.out, args.fps)

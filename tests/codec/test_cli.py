@@ -38,3 +38,13 @@ def test_the_codec_bench_reports_each_part(capsys):
         assert 0 < result[part]["p50"] <= result[part]["p99"]
     assert result["size"] == "512x512" and result["frames"] == 12
     assert "receiver (decode + render)" in format_codec(result)
+
+
+def test_the_demo_picture_has_a_row_per_moment_and_three_columns(tmp_path):
+    import cv2
+
+    from appliance.codec.demo import TILE, demo
+
+    path = demo(tmp_path, clips=("lp_d20",), frames=24)
+    image = cv2.imread(str(path))
+    assert image.shape[:2] == (3 * TILE, 3 * TILE)  # camera | keypoints | x264, 3 moments
