@@ -189,13 +189,20 @@ def summarize(points: Sequence[Point]) -> dict[str, object]:
     out["better_than_x264_at_same_rate"] = bool(
         low.ms_ssim >= x264_ssim and (math.isnan(x264_akd) or low.akd <= x264_akd)
     )
+    # x264's own points that spend more bits for a worse face (an AKD of NaN: the tracker
+    # found no face in x264's picture at all)
+    out["x264_points_beaten"] = [
+        x.setting for x in points
+        if x.codec == "x264" and x.kbps >= low.kbps and x.ms_ssim <= low.ms_ssim
+        and (math.isnan(x.akd) or x.akd >= low.akd)
+    ]  # fmt: skip
     return out
 
 
 def _at_rate(rates: list[float], values: list[float], kbps: float) -> float:
     """A curve's value at ``kbps``, interpolated on log rate; NaN outside its range (a
     codec that could not go that low has no figure there)."""
-    pairs = [(r, v) for r, v in zip(rates, values, strict=True) if math.isfinite(v)]
+    pairs = sorted((r, v) for r, v in zip(rates, values, strict=True) if math.isfinite(v))
     if len(pairs) < 2 or not pairs[0][0] <= kbps <= pairs[-1][0]:
         return math.nan
     xs, ys = zip(*pairs, strict=True)
