@@ -35,14 +35,16 @@ intra packet ``q[t]``. Both ends therefore hold bit-identical ``q`` whatever the
 floating-point hardware: the closed loop is exact by construction, errors cannot drift,
 and a predicted frame decodes to exactly what the intra packet of the same frame would.
 
-Symbol layout (``np.int32``, length ``6 + K``), values are quantization indices:
+Symbol layout (``np.int32``, length ``6 + K + 4``), values are quantization indices:
 
-====  ==============================================================================
-0, 1  rigid centroid x, y minus the frame centre, in 512-px units (``unit``) / step
-2     (ln(px per cm / unit) - ``LOG_SCALE_ZERO``) / step
-3..5  rotation vector (rad) / step
-6..   expression coefficients (canonical cm, orthonormal basis) / step
-====  ==============================================================================
+=======  ===========================================================================
+0, 1     rigid centroid x, y minus the frame centre, in 512-px units (``unit``) / step
+2        (ln(px per cm / unit) - ``LOG_SCALE_ZERO``) / step
+3..5     rotation vector (rad) / step
+6..5+K   expression coefficients (canonical cm, orthonormal basis) / step
+last 4   gaze: per eye (subject's right first) the iris centre along and across the
+         eye, from the middle of its corners (33/133, 362/263), in eye widths / step
+=======  ===========================================================================
 
 where ``unit = max(width, height) / 512``: a frame of any size codes like a 512 px one,
 so the steps (and error figures) hold relative to the picture. Intra values lie in
@@ -171,7 +173,7 @@ class KeypointCodecModel:
     """The basis and the quantizer: ``analyze`` / ``quantize`` / ``synthesize``.
 
     ``mean`` (468, 3): mean normalized shape of the training clips (predicts the
-    reference); ``basis`` (K, 1404) orthonormal rows; ``steps`` and ``bounds`` (6 + K,):
+    reference); ``basis`` (K, 1404) orthonormal rows; ``steps`` and ``bounds`` (6 + K + 4,):
     quantizer step and largest intra index per symbol position; ``ref_step``: the
     reference shape's step (cm).
     """
