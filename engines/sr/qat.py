@@ -129,13 +129,15 @@ def quantize_aware(
     checkpoint: Path, data: Path, out: Path, steps: int, lr: float = 2e-5, batch: int = 32
 ) -> dict[str, Any]:
     """Fine-tune with INT8 in the loop and export the QDQ model; its manifest settings."""
-    from engines.sr.data import PairSampler, load_training_y
+    from engines.sr.data import Degradation, PairSampler, load_training_y
     from engines.sr.export import load_fused, to_onnx
 
     torch.manual_seed(0)
-    net, _ = load_fused(checkpoint)
+    net, state = load_fused(checkpoint)
     qnet = QuantSRNet(net)
-    sampler = PairSampler(load_training_y(data), degradation=None, seed=7)
+    # fine-tune on the mix the network was last trained on, not pull it elsewhere
+    share = float(state["config"].get("clean_share", Degradation.clean_share))
+    sampler = PairSampler(load_training_y(data), degradation=Degradation(share), seed=7)
     low, _ = sampler.batch(64)
     bounds = qnet.calibrate(torch.from_numpy(low) - 0.5)
     print("activation bounds: " + ", ".join(f"{k} {v:.3f}" for k, v in bounds.items()))

@@ -91,13 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     degradation = Degradation(clean_share=args.clean_share)
     sampler = PairSampler(images, args.patch, degradation)
     step = 0
+    history: list[list[float]] = []  # [first step, clean share] of each phase
     if checkpoint.is_file() and not args.fresh:
         state = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sampler.rng.bit_generator.state = state["rng"]
         step = int(state["step"])
+        history = [list(h) for h in state["config"].get("history", [])]
         print(f"resumed at step {step} from {checkpoint}", flush=True)
+    if not history or history[-1][1] != args.clean_share:
+        history.append([step, args.clean_share])
     params = deployed_parameters(args.channels, args.blocks)
     print(
         f"{len(images)} images; SRNet C{args.channels} M{args.blocks}: {params} parameters "
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"~{left:.0f} min left, Set5 Y-PSNR {psnr:.3f} dB",
                 flush=True,
             )
-            _save(checkpoint, model, opt, sampler, step, args, psnr)
+            _save(checkpoint, model, opt, sampler, step, args, psnr, history)
             window_start, window_steps, losses = time.monotonic(), 0, []
         if out_of_time:
             print(f"stopped after {args.minutes} min; run again to continue", flush=True)
@@ -145,6 +149,7 @@ def _save(
     step: int,
     args: argparse.Namespace,
     psnr: float,
+    history: list[list[float]],
 ) -> None:
     state = {
         "model": model.state_dict(),
@@ -158,6 +163,8 @@ def _save(
             "batch": args.batch,
             "lr": args.lr,
             "steps": args.steps,
+            "clean_share": args.clean_share,
+            "history": history,  # the degradation mix by phase: [first step, clean share]
         },
     }
     tmp = path.with_suffix(".tmp")
