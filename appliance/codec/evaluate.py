@@ -50,6 +50,11 @@ class Clip:
     landmarks: np.ndarray  # (n, 468, 3) px, NaN where no face was found
     iris: np.ndarray  # (n, 2, 2) iris centres px, NaN where not found
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.frames[0].shape[1], self.frames[0].shape[0]
+
 
 @dataclass
 class Point:
