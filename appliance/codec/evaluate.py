@@ -266,6 +266,7 @@ def evaluate(
 
 def _plot_all(results: dict[str, dict], folder: Path) -> None:
     """One picture per metric with a panel per clip (docs/images/codec-rd-*.png)."""
+    folder.mkdir(parents=True, exist_ok=True)
     for key, label in (("ms_ssim", "face MS-SSIM"), ("akd", "AKD, px (lower is better)")):
         panels = {}
         for name, result in results.items():

@@ -470,7 +470,11 @@ def _draw(axes: Any, curves: Curves, title: str, xlabel: str, ylabel: str, log_x
             label=name,
         )
     if log_x:
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
         axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(ScalarFormatter())  # 10, 100: not 10^1, 10^2
+        axes.xaxis.set_minor_formatter(NullFormatter())  # unlabelled: they overlap
     axes.set_title(title)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
