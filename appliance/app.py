@@ -20,8 +20,10 @@ from appliance.capture.selector import Candidates, SourceSelector
 from appliance.capture.uri import open_source
 from appliance.config import Config, ConfigError, ConfigManager
 from appliance.logs import set_level
+from appliance.output.codec import CodecSink, CodecSinkSettings
 from appliance.output.preview import JpegHub, PreviewSink
 from appliance.pipeline import Passthrough, Pipeline, Stage
+from appliance.pipeline.stage import settings_from
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +101,10 @@ class Appliance:
         self.preview = PreviewSink(
             self.hub, cfg.web.jpeg_quality, cfg.web.preview_fps, overlay=cfg.web.overlay
         )
+        self.codec = CodecSink(settings_from(CodecSinkSettings, cfg.codec), cfg.source.fps)
         stages, self.vision_error = build_stages(cfg)
-        self.pipeline = Pipeline(stages, [self.preview], depth=cfg.pipeline.queue_depth)
+        sinks = [self.preview, self.codec]
+        self.pipeline = Pipeline(stages, sinks, depth=cfg.pipeline.queue_depth)
         self.selector = SourceSelector(self._candidates(cfg), self._open_source)
         self.capture = CaptureLoop(self.selector, self.pipeline.submit)
         self.hotplug = HotplugMonitor(self.selector.device_added, self.selector.device_removed)
@@ -224,5 +228,6 @@ class Appliance:
             },
             "pipeline": self.pipeline.stats(),
             "vision": {"error": self.vision_error or None},
+            "codec": self.codec.stats(),
             "restart_required": sorted(self.config.pending_restart),
         }

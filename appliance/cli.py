@@ -75,10 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from appliance.align.cli import add_align_parser
     from appliance.codec.cli import add_codec_parser
+    from appliance.codec.receive import add_receive_parser
     from engines.cli import add_engines_parser  # light: the converters load in build only
 
     add_align_parser(sub)
     add_codec_parser(sub)
+    add_receive_parser(sub)
     add_engines_parser(sub)
     return parser
 
@@ -153,6 +155,12 @@ def _cmd_codec(args: argparse.Namespace) -> int:
     return codec_main(args)
 
 
+def _cmd_receive(args: argparse.Namespace) -> int:
+    from appliance.codec.receive import main as receive_main
+
+    return receive_main(args)
+
+
 def _cmd_engines(args: argparse.Namespace) -> int:
     return int(args.engines_func(args))
 
@@ -164,6 +172,7 @@ COMMANDS = {
     "hw": _cmd_hw,
     "align": _cmd_align,
     "codec": _cmd_codec,
+    "receive": _cmd_receive,
     "engines": _cmd_engines,
 }
 

@@ -163,6 +163,31 @@ class BackgroundConfig(Section):
     )
 
 
+def _check_udp_destination(value: str) -> str:
+    from appliance.codec.transport import parse_udp_uri
+
+    parse_udp_uri(value)  # ValueError says what is accepted
+    return value
+
+
+class CodecConfig(Section):
+    enabled: bool = Field(
+        False, description="Send the face as keypoints (the low-bandwidth codec) to destination"
+    )
+    destination: Annotated[str, AfterValidator(_check_udp_destination)] = Field(
+        "udp://127.0.0.1:5004", description="Where the keypoint stream goes: udp://HOST:PORT"
+    )
+    floor: float = Field(
+        0.80, ge=0, le=0.99, description="Face MS-SSIM no received frame may fall below"
+    )
+    reference_quality: int = Field(
+        40, ge=10, le=100, description="WebP quality of the reference pictures"
+    )
+    intra_period: int = Field(
+        15, ge=1, le=300, description="Frames between packets that need no earlier one"
+    )
+
+
 class WebConfig(Section):
     enabled: bool = Field(
         True, description="Serve the live picture and API", json_schema_extra=RESTART
@@ -203,6 +228,7 @@ class Config(Section):
     align: AlignConfig = Field(default_factory=AlignConfig)
     enhance: EnhanceConfig = Field(default_factory=EnhanceConfig)
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
+    codec: CodecConfig = Field(default_factory=CodecConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

@@ -76,8 +76,10 @@ def test_status_reports_source_and_stages(served: Served) -> None:
         "background",
         "enhance",
         "preview",
+        "codec",
     }
     assert status["vision"]["error"] is None
+    assert status["codec"]["enabled"] is False and status["codec"]["datagrams"] == 0
     # Throughput is reported although nobody watches (the preview sink then idles).
     assert status["pipeline"]["fps"] > 0 and status["pipeline"]["output_fps"] == 0
 
