@@ -114,12 +114,24 @@ class Appliance:
 
             loopback = ipaddress.ip_address(cfg.web.bind).is_loopback
             self.web = WebServer(create_app(self, loopback), cfg.web.bind, cfg.web.port)
+        self.fleet = self._fleet(cfg)
         self.started_at = 0.0
         config.add_check(check_web_address)
         config.add_check(check_background)
         config.subscribe(self._apply_config)
 
     # -- wiring ---------------------------------------------------------------------
+
+    def _fleet(self, cfg: Config) -> Any:
+        """The MQTT link, when configured; its shadow version is kept beside the config
+        file (a daemon without a file keeps it in memory)."""
+        if not cfg.fleet.enabled:
+            return None
+        from appliance.fleet.client import FleetClient, FleetSettings
+
+        path = self.config.path
+        state = path.with_name(path.stem + ".fleet.json") if path is not None else None
+        return FleetClient(self.config, FleetSettings.from_config(cfg.fleet), self.status, state)
 
     def _candidates(self, cfg: Config) -> Candidates:
         return candidates_for(self._source_override or cfg.source.uri, cfg.source.fallback)
@@ -165,11 +177,15 @@ class Appliance:
             log.info("hot-plug: %s; re-checking cameras every few seconds", self.hotplug.reason)
         if self.web is not None:
             self.web.start()
+        if self.fleet is not None:
+            self.fleet.start()
 
     def stop(self, timeout: float = 1.5) -> list[str]:
         """Stop everything in reverse order; returns the parts that did not stop in time."""
         deadline = time.monotonic() + timeout
         hung = []
+        if self.fleet is not None:
+            self.fleet.stop(max(0.1, deadline - time.monotonic()))  # says offline first
         self.hub.close()  # ends MJPEG streams now, so their threads do not outlive us
         if self.web is not None and not self.web.stop(max(0.1, deadline - time.monotonic())):
             hung.append("web")

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Debian packages that the tests run for real, installed when missing:
 #   systemd          systemd-analyze checks the unit files
+#   mosquitto        the fleet tests' real MQTT broker (TLS, passwords, ACLs)
 #   qemu-system-x86, busybox-static, cpio, kmod
 #                    the VM tests (tests/vm): boot Debian's kernel, real V4L2 and UVC stacks
 # Best effort: without root or sudo, or off Debian, it says what is missing and goes on;
@@ -8,7 +9,7 @@
 set -u
 command -v dpkg-query >/dev/null 2>&1 || { echo "system-deps: not a Debian system, skipping"; exit 0; }
 
-wanted="systemd"
+wanted="systemd mosquitto"
 [ "$(uname -m)" = x86_64 ] && wanted="$wanted qemu-system-x86 busybox-static cpio kmod"
 missing=
 for pkg in $wanted; do

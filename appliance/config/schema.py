@@ -188,6 +188,50 @@ class CodecConfig(Section):
     )
 
 
+def _check_broker(value: str) -> str:
+    from appliance.fleet.topics import parse_broker
+
+    parse_broker(value)  # ValueError says what is accepted
+    return value
+
+
+class FleetConfig(Section):
+    enabled: bool = Field(
+        False, description="Connect to the fleet's MQTT broker", json_schema_extra=RESTART
+    )
+    broker: Annotated[str, AfterValidator(_check_broker)] = Field(
+        "mqtts://localhost:8883",
+        description="mqtts://HOST:PORT (TLS) or mqtt://HOST:PORT",
+        json_schema_extra=RESTART,
+    )
+    device_id: str = Field(
+        "",
+        pattern=r"^([a-z0-9][a-z0-9_-]{0,62})?$",
+        description="This camera's name in the topic tree (empty: the host name)",
+        json_schema_extra=RESTART,
+    )
+    username: str = Field("", description="Broker user (empty: none)", json_schema_extra=RESTART)
+    password_file: str = Field(
+        "", description="File holding the broker password", json_schema_extra=RESTART
+    )
+    ca_file: str = Field(
+        "", description="CA the broker's certificate must chain to", json_schema_extra=RESTART
+    )
+    cert_file: str = Field(
+        "", description="This camera's client certificate (PEM)", json_schema_extra=RESTART
+    )
+    key_file: str = Field(
+        "", description="The client certificate's key (PEM)", json_schema_extra=RESTART
+    )
+    topic_prefix: str = Field(
+        "appliance",
+        pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        description="Root of the topic tree",
+        json_schema_extra=RESTART,
+    )
+    telemetry_s: float = Field(10.0, ge=1, le=3600, description="Seconds between telemetry")
+
+
 class WebConfig(Section):
     enabled: bool = Field(
         True, description="Serve the live picture and API", json_schema_extra=RESTART
@@ -229,6 +273,7 @@ class Config(Section):
     enhance: EnhanceConfig = Field(default_factory=EnhanceConfig)
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
     codec: CodecConfig = Field(default_factory=CodecConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

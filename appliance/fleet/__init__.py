@@ -1,0 +1,2 @@
+"""Fleet management over MQTT 5: availability, device-shadow configuration, commands,
+telemetry (issue 8)."""

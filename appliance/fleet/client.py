@@ -1,0 +1,197 @@
+"""The camera's MQTT 5 client (paho-mqtt 2.x): availability, shadow, commands, telemetry.
+
+- Availability: ``status`` is retained; the last will (QoS 1, retained) says offline, so
+  a camera that dies or drops off the network is marked offline by the broker itself.
+- After every (re)connect the full state is sent again: online, the reported config,
+  and the subscriptions (clean start: the broker keeps nothing for us), so a broker
+  that restarted, or lost its state, is in sync at once.
+- Reconnects: paho's exponential back-off, from a per-camera random base, so a fleet
+  that lost its broker does not come back in lockstep.
+- Commands: request/response with the MQTT 5 response topic and correlation data;
+  the operator sets a message expiry, so the broker drops commands that went stale
+  while the camera was away instead of firing them late.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.config.manager import ConfigManager
+from appliance.fleet.shadow import Shadow
+from appliance.fleet.topics import Topics, parse_broker
+
+log = logging.getLogger(__name__)
+
+StatusFn = Callable[[], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    broker: str
+    device_id: str
+    username: str = ""
+    password: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    topic_prefix: str = "appliance"
+    telemetry_s: float = 10.0
+
+    @classmethod
+    def from_config(cls, section: Any) -> FleetSettings:
+        password = ""
+        if section.password_file:
+            password = Path(section.password_file).read_text().strip()
+        return cls(
+            section.broker,
+            section.device_id or socket.gethostname().lower(),
+            section.username,
+            password,
+            section.ca_file,
+            section.cert_file,
+            section.key_file,
+            section.topic_prefix,
+            section.telemetry_s,
+        )
+
+
+class FleetClient:
+    def __init__(
+        self,
+        manager: ConfigManager,
+        settings: FleetSettings,
+        status: StatusFn = dict,
+        state_file: Path | None = None,
+    ) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix, settings.device_id)
+        self.shadow = Shadow(manager, state_file)
+        self.status = status
+        self.connected = threading.Event()
+        self.connects = 0
+        self._stop = threading.Event()
+        self._telemetry: threading.Thread | None = None
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=settings.device_id,
+            protocol=mqtt.MQTTv5,
+        )
+        host, port, tls = parse_broker(settings.broker)
+        self._address = (host, port)
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password or None)
+        if tls:
+            client.tls_set(
+                ca_certs=settings.ca_file or None,
+                certfile=settings.cert_file or None,
+                keyfile=settings.key_file or None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.will_set(self.topics.status, _json({"online": False}), qos=1, retain=True)
+        base = random.uniform(0.5, 1.5)  # jitter: cameras do not all return at once
+        client.reconnect_delay_set(min_delay=max(1, round(base)), max_delay=60)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.message_callback_add(self.topics.desired, self._on_desired)
+        client.message_callback_add(self.topics.commands, self._on_command)
+        self.client = client
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.client.connect_async(*self._address, keepalive=15)
+        self.client.loop_start()
+        self._telemetry = threading.Thread(target=self._telemetry_loop, name="fleet-telemetry")
+        self._telemetry.daemon = True
+        self._telemetry.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Say offline (a clean goodbye does not fire the will) and disconnect."""
+        self._stop.set()
+        if self.connected.is_set():
+            info = self.client.publish(self.topics.status, _json({"online": False}), 1, True)
+            info.wait_for_publish(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self._telemetry is not None:
+            self._telemetry.join(timeout)
+
+    # -- callbacks (paho's network thread) --------------------------------------------
+
+    def _on_connect(
+        self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.warning("fleet: broker refused the connection: %s", reason)
+            return
+        self.connects += 1
+        client.subscribe([(self.topics.desired, 1), (self.topics.commands, 1)])
+        client.publish(self.topics.status, _json({"online": True, **self._summary()}), 1, True)
+        client.publish(self.topics.reported, _json(self.shadow.reported()), 1, True)
+        self.connected.set()
+        log.info("fleet: connected to %s as %s", self.settings.broker, self.settings.device_id)
+
+    def _on_disconnect(
+        self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        self.connected.clear()
+        if not self._stop.is_set():
+            log.warning("fleet: disconnected (%s); reconnecting", reason)
+
+    def _on_desired(self, client: Any, _userdata: Any, message: Any) -> None:
+        report = self.shadow.desired(message.payload)
+        client.publish(self.topics.reported, _json(report), 1, True)
+
+    def _on_command(self, client: Any, _userdata: Any, message: Any) -> None:
+        import paho.mqtt.properties as properties
+        from paho.mqtt.packettypes import PacketTypes
+
+        name = message.topic.rsplit("/", 1)[-1]
+        answer = self._command(name, message.payload)
+        request = message.properties
+        topic = getattr(request, "ResponseTopic", None)
+        if not topic:
+            log.warning("fleet: command %s without a response topic, not answered", name)
+            return
+        props = properties.Properties(PacketTypes.PUBLISH)
+        correlation = getattr(request, "CorrelationData", None)
+        if correlation is not None:
+            props.CorrelationData = correlation
+        client.publish(topic, _json(answer), 1, False, props)
+
+    def _command(self, name: str, payload: bytes) -> dict[str, Any]:
+        if name == "ping":
+            return {"ok": True}
+        if name == "status":
+            return {"ok": True, "status": self.status()}
+        if name == "config":
+            return {"ok": True, **self.shadow.reported()}
+        return {"ok": False, "error": f"unknown command {name!r}: ping, status, config"}
+
+    # -- telemetry --------------------------------------------------------------------
+
+    def _telemetry_loop(self) -> None:
+        while not self._stop.wait(self.settings.telemetry_s):
+            if self.connected.is_set():
+                self.client.publish(self.topics.telemetry, _json(self._summary()), 0, False)
+
+    def _summary(self) -> dict[str, Any]:
+        try:
+            return dict(self.status())
+        except Exception as exc:  # a status that fails must not take the link down
+            return {"status_error": str(exc)}
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()

@@ -1,0 +1,164 @@
+"""A real Mosquitto for the fleet tests: a free loopback port, TLS with client
+certificates, a password file and per-device ACLs, persistence on."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+USERS = ("operator", "cam1", "cam2")
+PREFIX = "appliance"
+
+
+def _key_and_cert(name: str, issuer=None, ca: bool = False, server: bool = False):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_name, issuer_key = (subject, key) if issuer is None else issuer
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if server:
+        san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    return key, builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write_pem(folder: Path, name: str, key, cert) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+
+    key_path, cert_path = folder / f"{name}.key", folder / f"{name}.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    os.chmod(key_path, 0o600)
+    return key_path, cert_path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    folder: Path
+    port: int
+    ca: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mqtts://127.0.0.1:{self.port}"
+
+    def password(self, user: str) -> str:
+        return f"{user}-secret"
+
+    def cert(self, user: str) -> tuple[Path, Path]:
+        return self.folder / f"{user}.pem", self.folder / f"{user}.key"
+
+    def start(self) -> None:
+        with open(self.folder / "broker.log", "ab") as log:
+            self.process = subprocess.Popen(
+                ["mosquitto", "-c", str(self.folder / "mosquitto.conf")],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not start: {(self.folder / 'broker.log').read_text()}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(5)
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    if shutil.which("mosquitto") is None or shutil.which("mosquitto_passwd") is None:
+        message = "mosquitto is not installed (tests/system-deps.sh installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    ca_key, ca_cert = _key_and_cert("test CA", ca=True)
+    _write_pem(tmp_path, "ca", ca_key, ca_cert)
+    server_key, server_cert = _key_and_cert("localhost", (ca_cert.subject, ca_key), server=True)
+    _write_pem(tmp_path, "server", server_key, server_cert)
+    passwd = tmp_path / "passwd"
+    for user in USERS:
+        key, cert = _key_and_cert(user, (ca_cert.subject, ca_key))
+        _write_pem(tmp_path, user, key, cert)
+        flag = ["-c"] if not passwd.exists() else []
+        subprocess.run(
+            ["mosquitto_passwd", *flag, "-b", str(passwd), user, f"{user}-secret"],
+            check=True,
+            capture_output=True,
+        )
+    # the operator sees everything; a camera only its own subtree
+    (tmp_path / "acl").write_text(
+        f"user operator\ntopic readwrite {PREFIX}/#\n\npattern readwrite {PREFIX}/%u/#\n"
+    )
+    port = _free_port()
+    (tmp_path / "data").mkdir()
+    run_as = "user root\n" if os.geteuid() == 0 else ""  # else it drops to "mosquitto"
+    (tmp_path / "mosquitto.conf").write_text(
+        run_as
+        + f"""per_listener_settings false
+allow_anonymous false
+password_file {passwd}
+acl_file {tmp_path / "acl"}
+persistence true
+persistence_location {tmp_path / "data"}/
+autosave_interval 1
+autosave_on_changes true
+listener {port} 127.0.0.1
+cafile {tmp_path / "ca.pem"}
+certfile {tmp_path / "server.pem"}
+keyfile {tmp_path / "server.key"}
+require_certificate true
+"""
+    )
+    os.chmod(passwd, 0o600)
+    os.chmod(tmp_path / "acl", 0o600)
+    b = Broker(tmp_path, port, tmp_path / "ca.pem")
+    b.start()
+    yield b
+    b.stop()
