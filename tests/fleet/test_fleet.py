@@ -197,3 +197,32 @@ def test_bad_broker_addresses_are_refused_by_the_schema(uri):
 
     with pytest.raises(ValidationError, match="mqtts://HOST:PORT"):
         Config.model_validate({"fleet": {"broker": uri}})
+
+
+def test_the_daemon_joins_the_fleet_and_says_goodbye(broker, tmp_path):
+    from appliance.app import Appliance
+    from appliance.config import parse_config
+
+    cert, key = broker.cert("cam1")
+    secret = tmp_path / "password"
+    secret.write_text(broker.password("cam1") + "\n")
+    config = parse_config({
+        "source": {"uri": "synthetic://", "width": 320, "height": 180},
+        "fleet": {"enabled": True, "broker": broker.uri, "device_id": "cam1",
+                  "username": "cam1", "password_file": str(secret), "ca_file": str(broker.ca),
+                  "cert_file": str(cert), "key_file": str(key), "telemetry_s": 1.0},
+    })  # fmt: skip
+    app = Appliance(ConfigManager(config, tmp_path / "config.yaml"), web=False)
+    op = operator(broker)
+    app.start()
+    try:
+        status = op.wait_status("cam1", online=True)
+        assert "pipeline" in status  # the daemon's own status, as the web page shows it
+        version = op.set_config("cam1", {"align": {"level": False}})
+        assert op.wait_reported("cam1", version)["accepted"] is True
+        assert app.config.config.align.level is False
+        assert (tmp_path / "config.fleet.json").is_file()  # the answered version persists
+    finally:
+        assert app.stop(3.0) == []
+    assert op.wait_status("cam1", online=False)["online"] is False  # said, not the will
+    op.stop()
