@@ -76,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.align.cli import add_align_parser
     from appliance.codec.cli import add_codec_parser
     from appliance.codec.receive import add_receive_parser
+    from appliance.fleet.cli import add_fleet_parser
     from engines.cli import add_engines_parser  # light: the converters load in build only
 
     add_align_parser(sub)
     add_codec_parser(sub)
     add_receive_parser(sub)
+    add_fleet_parser(sub)
     add_engines_parser(sub)
     return parser
 
@@ -161,6 +163,12 @@ def _cmd_receive(args: argparse.Namespace) -> int:
     return receive_main(args)
 
 
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    from appliance.fleet.cli import main as fleet_main
+
+    return fleet_main(args)
+
+
 def _cmd_engines(args: argparse.Namespace) -> int:
     return int(args.engines_func(args))
 
@@ -173,6 +181,7 @@ COMMANDS = {
     "align": _cmd_align,
     "codec": _cmd_codec,
     "receive": _cmd_receive,
+    "fleet": _cmd_fleet,
     "engines": _cmd_engines,
 }
 

@@ -93,20 +93,37 @@ class Operator:
         if reason.is_failure:
             return
         self.connects += 1
-        client.subscribe([(f"{self.prefix}/+/status", 1), (f"{self.prefix}/+/config/reported", 1)])
+        client.subscribe(
+            [
+                (f"{self.prefix}/+/status", 1),
+                (f"{self.prefix}/+/config/reported", 1),
+                (f"{self.prefix}/+/config/desired", 1),  # the versions other operators used
+            ]
+        )
         for device, document in list(self.desired.items()):  # re-assert what we want
             client.publish(Topics(self.prefix, device).desired, json.dumps(document), 1, True)
 
     def _on_message(self, _client: Any, _u: Any, message: Any) -> None:
         parts = message.topic.split("/")
-        device = parts[-3] if message.topic.endswith("config/reported") else parts[-2]
+        kind = "/".join(parts[-2:]) if parts[-2] == "config" else parts[-1]
+        device = parts[-3] if parts[-2] == "config" else parts[-2]
         try:
             document = json.loads(message.payload)
         except ValueError:
             return
+        if not isinstance(document, dict):
+            return
         with self.changed:
-            if message.topic.endswith("/status"):
+            if kind == "status":
                 self.status[device] = document
-            else:
+            elif kind == "config/reported":
                 self.reported[device] = document
+            elif kind == "config/desired":
+                known = self.desired.get(device, {}).get("version", -1)
+                if isinstance(document.get("version"), int) and document["version"] > known:
+                    self.desired[device] = document
             self.changed.notify_all()
+
+    def devices(self) -> list[str]:
+        with self.changed:
+            return sorted(set(self.status) | set(self.reported))

@@ -226,3 +226,36 @@ def test_the_daemon_joins_the_fleet_and_says_goodbye(broker, tmp_path):
         assert app.stop(3.0) == []
     assert op.wait_status("cam1", online=False)["online"] is False  # said, not the will
     op.stop()
+
+
+def test_the_fleet_command_lists_devices_and_sets_a_group(broker, tmp_path, capsys):
+    from appliance.cli import main
+    from appliance.fleet.cli import patch_of
+
+    assert patch_of(["web.overlay=true", "codec.floor=0.7", "device.name=Room 4"]) == {
+        "web": {"overlay": True},
+        "codec": {"floor": 0.7},
+        "device": {"name": "Room 4"},
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        patch_of(["overlay"])
+    managers = {name: ConfigManager(Config()) for name in ("cam1", "cam2")}
+    cams = [device(broker, name, tmp_path, m) for name, m in managers.items()]
+    secret = tmp_path / "operator-password"
+    secret.write_text(broker.password("operator"))
+    cert, key = broker.cert("operator")
+    common = ["fleet", "--broker", broker.uri, "--password-file", str(secret),
+              "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key)]  # fmt: skip
+    try:
+        assert main([*common, "devices", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert {r["device"] for r in rows} == {"cam1", "cam2"} and all(r["online"] for r in rows)
+        assert main([*common, "set", "--group", "cam*", "web.overlay=true", "--json"]) == 0
+        results = json.loads(capsys.readouterr().out)
+        assert all(r["accepted"] for r in results.values()) and len(results) == 2
+        assert all(m.config.web.overlay for m in managers.values())
+        assert main([*common, "set", "cam1", "web.jpeg_quality=5"]) == 1  # refused: exit 1
+        assert "refused" in capsys.readouterr().out
+    finally:
+        for cam in cams:
+            cam.stop()

@@ -1,0 +1,168 @@
+"""``appliance fleet devices|set|watch``: the operator's side, from a shell.
+
+``set`` takes ``KEY=VALUE`` pairs with dotted keys (``web.overlay=true``; values are read
+as YAML, so ``0.8``, ``true`` and ``"text"`` mean what they look like) for one camera, a
+list, or every known camera matching ``--group`` (a shell pattern on the device ids),
+then waits for each to report: applied, or refused with its reasons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from appliance.fleet.operator import Operator
+
+SETTLE_S = 1.5  # retained messages arrive right after subscribing
+
+
+def add_fleet_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fleet", help="the operator's side: devices, configuration")
+    p.add_argument("--broker", default="mqtts://localhost:8883")
+    p.add_argument("--username", default="operator")
+    p.add_argument("--password-file", type=Path)
+    p.add_argument("--ca", default="", help="CA file of the broker's certificate")
+    p.add_argument("--cert", default="", help="client certificate (PEM)")
+    p.add_argument("--key", default="", help="client certificate key (PEM)")
+    p.add_argument("--prefix", default="appliance")
+    actions = p.add_subparsers(dest="fleet_command", required=True)
+    devices = actions.add_parser("devices", help="every camera: online, fps, config version")
+    devices.add_argument("--json", action="store_true")
+    setp = actions.add_parser("set", help="desired configuration for cameras")
+    setp.add_argument("devices", nargs="?", default="", help="id or id,id,... (or --group)")
+    setp.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
+    setp.add_argument("--group", help="every known camera whose id matches this pattern")
+    setp.add_argument("--wait", type=float, default=30.0, help="seconds to wait for reports")
+    setp.add_argument("--json", action="store_true")
+    watch = actions.add_parser("watch", help="print status and reported changes")
+    watch.add_argument("--seconds", type=float)
+
+
+def patch_of(pairs: list[str]) -> dict[str, Any]:
+    """``["web.overlay=true", "codec.floor=0.7"]`` -> a nested partial config."""
+    patch: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{pair!r} is not KEY=VALUE")
+        node = patch
+        *path, leaf = key.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{key!r} goes inside a value")
+        node[leaf] = yaml.safe_load(text)
+    return patch
+
+
+def main(args: argparse.Namespace) -> int:
+    password = args.password_file.read_text().strip() if args.password_file else ""
+    op = Operator(
+        args.broker,
+        args.username,
+        password,
+        args.ca,
+        args.cert,
+        args.key,
+        args.prefix,
+        client_id=f"operator-cli-{time.monotonic_ns() % 10**9}",
+    )
+    op.start()
+    try:
+        time.sleep(SETTLE_S)
+        if args.fleet_command == "devices":
+            return _devices(op, args.json)
+        if args.fleet_command == "set":
+            return _set(op, args)
+        return _watch(op, args.seconds)
+    finally:
+        op.stop()
+
+
+def _devices(op: Operator, as_json: bool) -> int:
+    rows = []
+    for device in op.devices():
+        status, reported = op.status.get(device, {}), op.reported.get(device, {})
+        fps = status.get("pipeline", {}).get("fps")
+        rows.append(
+            {
+                "device": device,
+                "online": status.get("online"),
+                "fps": fps,
+                "healthy": status.get("healthy"),
+                "version": reported.get("version"),
+                "accepted": reported.get("accepted"),
+            }
+        )
+    if as_json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            state = "online " if r["online"] else "offline"
+            print(
+                f"{r['device']:24s} {state} fps {r['fps']}  config v{r['version']}"
+                f"{'' if r['accepted'] in (True, None) else ' (last change refused)'}"
+            )
+        print(f"{len(rows)} device(s)")
+    return 0
+
+
+def _set(op: Operator, args: argparse.Namespace) -> int:
+    try:
+        patch = patch_of(args.pairs)
+    except (ValueError, yaml.YAMLError) as exc:
+        print(f"appliance fleet set: {exc}", file=sys.stderr)
+        return 2
+    targets = [d for d in args.devices.split(",") if d]
+    if args.group:
+        targets += [d for d in op.devices() if fnmatch.fnmatch(d, args.group)]
+    if not targets:
+        print("appliance fleet set: no device named and none matches --group", file=sys.stderr)
+        return 2
+    versions = {device: op.set_config(device, patch) for device in sorted(set(targets))}
+    results, failed = {}, 0
+    for device, version in versions.items():
+        try:
+            report = op.wait_reported(device, version, args.wait)
+            results[device] = {
+                "version": version,
+                "accepted": report["accepted"],
+                "errors": report["errors"],
+            }
+        except TimeoutError:
+            results[device] = {"version": version, "accepted": None, "errors": ["no report"]}
+        failed += results[device]["accepted"] is not True
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for device, r in results.items():
+            verdict = {True: "applied", False: "refused", None: "no answer"}[r["accepted"]]
+            print(
+                f"{device}: v{r['version']} {verdict}"
+                + "".join(f"\n  {e}" for e in r["errors"] if r["accepted"] is not True)
+            )
+    return 1 if failed else 0
+
+
+def _watch(op: Operator, seconds: float | None) -> int:
+    seen: dict[str, Any] = {}
+    start = time.monotonic()
+    while seconds is None or time.monotonic() - start < seconds:
+        with op.changed:
+            op.changed.wait(0.5)
+            snapshot = {
+                d: (op.status.get(d, {}).get("online"), op.reported.get(d, {}).get("version"))
+                for d in op.devices()
+            }
+        for device, state in snapshot.items():
+            if seen.get(device) != state:
+                seen[device] = state
+                print(f"{device}: online={state[0]} config v{state[1]}", flush=True)
+    return 0
