@@ -43,6 +43,12 @@ def add_fleet_parser(sub: argparse._SubParsersAction) -> None:
     setp.add_argument("--json", action="store_true")
     watch = actions.add_parser("watch", help="print status and reported changes")
     watch.add_argument("--seconds", type=float)
+    bench = actions.add_parser(
+        "bench", help="simulated cameras on a local Mosquitto: group change to all reported"
+    )
+    from appliance.fleet.bench import add_bench_arguments
+
+    add_bench_arguments(bench)
 
 
 def patch_of(pairs: list[str]) -> dict[str, Any]:
@@ -63,6 +69,10 @@ def patch_of(pairs: list[str]) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.fleet_command == "bench":
+        from appliance.fleet.bench import run
+
+        return run(args)
     password = args.password_file.read_text().strip() if args.password_file else ""
     op = Operator(
         args.broker,

@@ -38,7 +38,8 @@ class Operator:
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
-        client.username_pw_set(username, password)
+        if username:
+            client.username_pw_set(username, password or None)
         host, port, tls = parse_broker(broker)
         if tls:
             client.tls_set(

@@ -259,3 +259,16 @@ def test_the_fleet_command_lists_devices_and_sets_a_group(broker, tmp_path, caps
     finally:
         for cam in cams:
             cam.stop()
+
+
+def test_the_fleet_bench_measures_a_group_change_to_all_reported():
+    import shutil
+
+    from appliance.fleet.bench import bench_fleet
+
+    if shutil.which("mosquitto") is None:
+        pytest.skip("mosquitto is not installed")
+    result = bench_fleet(devices=12, rounds=2, progress=lambda _m: None)
+    a = result["all_reported_ms"]
+    assert result["devices"] == 12 and 0 < a["p50"] <= a["p99"] <= a["max"]
+    assert result["per_device_ms"]["p99"] <= a["max"] + 1e-6
