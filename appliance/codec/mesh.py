@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.spatial import Delaunay  # the field's standard; scikit-image needs it too
 
 from appliance.vision.overlay import FACE_OVAL
 from appliance.vision.pose import rigid_points
@@ -74,8 +75,6 @@ class Mesh:
     """Triangles over a reference's landmarks and scaffold; maps frames back onto it."""
 
     def __init__(self, reference: np.ndarray, width: int, height: int) -> None:
-        from scipy.spatial import Delaunay  # the field's standard; scikit-image needs it too
-
         self.width, self.height = int(width), int(height)
         ref = np.asarray(reference, np.float64)[:POINTS]
         self.reference = ref

@@ -30,7 +30,7 @@ import math
 import random
 import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import cv2
@@ -69,6 +69,7 @@ from appliance.codec.render import REGIONS, FaceRenderer, region_box, region_mas
 log = logging.getLogger(__name__)
 
 CLOCK = 90_000  # timestamps, Hz
+HISTORY = 108_000  # per-frame figures kept
 KEYPOINT_DATA_FORMAT = 1
 _SHAPE_SCALE = scale_index(24.0)  # reference shape symbols: about +-24 steps of 1/128 cm
 _KEYPOINT_DATA = struct.Struct(">BH")  # format, coded shape length
@@ -107,8 +108,10 @@ class SenderStats:
     residual_bytes: int = 0
     residuals: dict[str, int] = field(default_factory=dict)
     below_floor: int = 0  # frames the loop could not lift to the floor
-    quality: list[float] = field(default_factory=list)  # the receiver's face MS-SSIM
-    loop_ms: list[float] = field(default_factory=list)
+    # the receiver's face MS-SSIM and the sender's ms, per frame: the last hour at 30 fps
+    # (a day-long call must not grow without bound)
+    quality: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    loop_ms: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
 
     @property
     def total_bytes(self) -> int:

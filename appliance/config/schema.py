@@ -172,13 +172,16 @@ def _check_udp_destination(value: str) -> str:
 
 class CodecConfig(Section):
     enabled: bool = Field(
-        False, description="Send the face as keypoints (the low-bandwidth codec) to destination"
+        False, description="Send the face as keypoints (the low-bandwidth codec) to `destination`"
     )
     destination: Annotated[str, AfterValidator(_check_udp_destination)] = Field(
         "udp://127.0.0.1:5004", description="Where the keypoint stream goes: udp://HOST:PORT"
     )
     floor: float = Field(
-        0.80, ge=0, le=0.99, description="Face MS-SSIM no received frame may fall below"
+        0.80,
+        ge=0,
+        le=0.99,
+        description="Face MS-SSIM no received frame may fall below; lower saves bits",
     )
     reference_quality: int = Field(
         40, ge=10, le=100, description="WebP quality of the reference pictures"

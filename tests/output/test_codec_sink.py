@@ -1,54 +1,53 @@
-"""The codec sink over real UDP on the loopback: datagrams out, REQUESTs back in."""
+"""The codec sink over real UDP on the loopback: datagrams out, REQUESTs back in, and a
+camera that goes on whatever the network does."""
 
 from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from appliance.codec.bitstream import Packetizer, PacketType, RequestKind, parse
+from appliance.codec.bitstream import MTU, Packetizer, PacketType, RequestKind, parse
 from appliance.codec.session import Receiver
 from appliance.config.schema import Config
 from appliance.frame import Frame
-from appliance.output.codec import CodecSink
+from appliance.output.codec import CodecSink, CodecSinkSettings, lead_face
+from appliance.vision.stage import Face
 from tests.codec.conftest import read_clip
 
 
-@dataclass
-class FaceLike:
-    """What the sink reads of a tracked face."""
-
-    box: tuple[float, float, float, float]
-    landmarks: np.ndarray
-    iris: np.ndarray | None
+def face(landmarks: np.ndarray, iris: np.ndarray | None = None) -> Face:
+    lo, hi = landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)
+    rims = None if iris is None else np.stack([iris] * 5, axis=1)  # (2, 5, 2): centre first
+    box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+    return Face(0, box, 1.0, landmarks.astype(np.float32), rims)
 
 
-def frames(count: int = 20) -> list[Frame]:
+def frames(count: int) -> list[Frame]:
+    """Real frames of a talking head, with the tracker's landmarks as the align stage's
+    faces (lp_d20: 480x480)."""
     clip = read_clip("lp_d20", count)
-    out = []
-    for index, (image, points, iris) in enumerate(
-        zip(clip.frames, clip.landmarks, clip.iris, strict=True)
-    ):
-        lo, hi = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
-        face = FaceLike((lo[0], lo[1], hi[0], hi[1]), points, np.stack([iris] * 5, axis=1))
-        out.append(Frame(image, index, meta={"faces": [face]}))
-    return out
+    triples = zip(clip.frames, clip.landmarks, clip.iris, strict=True)
+    return [
+        Frame(image, index, meta={"faces": [face(points, iris)]})
+        for index, (image, points, iris) in enumerate(triples)
+    ]
 
 
 def listener() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.5)
     return sock
 
 
-def received(sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
+def received(sock: socket.socket, wait: float = 0.2) -> list[tuple[bytes, tuple[str, int]]]:
+    """Every datagram that arrives until the line has been quiet for ``wait`` s."""
     out = []
-    sock.settimeout(0.2)
+    sock.settimeout(wait)
     try:
         while True:
             out.append(sock.recvfrom(65535))
@@ -56,50 +55,78 @@ def received(sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
         return out
 
 
-def sink_to(port: int, **codec: object) -> CodecSink:
+def config(port: int, **codec: object) -> Config:
+    section = {"enabled": True, "destination": f"udp://127.0.0.1:{port}", **codec}
+    return Config.model_validate({"codec": section})
+
+
+def configured(port: int, **codec: object) -> CodecSink:
     sink = CodecSink()
-    sink.configure(Config.model_validate({"codec": {"enabled": True,
-                   "destination": f"udp://127.0.0.1:{port}", **codec}}))  # fmt: skip
+    sink.configure(config(port, **codec))
+    assert sink.wait_ready(60), sink.load_error  # the model loads off the frame path
     return sink
 
 
-def test_the_sink_streams_a_call_a_receiver_can_show():
+def kinds(datagrams: list[tuple[bytes, tuple[str, int]]]) -> list[PacketType]:
+    return [parse(d).type for d, _ in datagrams]
+
+
+def test_the_sink_streams_a_call_a_receiver_shows_exactly():
     sock = listener()
-    sink = sink_to(sock.getsockname()[1])
+    sink = configured(sock.getsockname()[1])
     receiver = Receiver()
     try:
-        for frame in frames():
+        for frame in frames(8):
             assert sink.consume(frame)
-            for datagram, _ in received(sock):
+            got = received(sock)
+            assert got and all(len(d) <= MTU for d, _ in got)
+            for datagram, _ in got:
                 receiver.feed(datagram)
+            assert sink.sender is not None and receiver.picture is not None
+            assert sink.sender.shown is not None
+            assert np.array_equal(receiver.picture, sink.sender.shown)  # the loop's picture
     finally:
         sink.close()
         sock.close()
-    assert receiver.stats.frames == 20 and receiver.stats.references >= 1
+    assert receiver.stats.frames == 8 and receiver.stats.references >= 1
     assert receiver.picture is not None and receiver.picture.shape == (480, 480, 3)
     stats = sink.stats()
-    assert stats["datagrams"] > 20 and stats["kbps"] > 0 and stats["send_errors"] == 0
+    assert stats["frames"] == 8 and stats["send_errors"] == 0 and stats["datagrams"] >= 9
+    assert sink.sender is not None and stats["bytes"] == sink.sender.stats.total_bytes
+    assert 0 < stats["kbps"] <= stats["bytes"] * 8 / 5 / 1000 + 0.01  # the last 5 s
+    assert stats["references"] >= 1 and stats["last_quality"] >= 0.90  # the default floor
 
 
-def test_a_request_sent_back_to_the_sink_gets_a_new_reference():
+def test_a_request_sent_back_to_the_sink_brings_a_new_reference():
     sock = listener()
-    sink = sink_to(sock.getsockname()[1], floor=0.0)  # the loop alone would never refresh
-    clip = frames(6)
+    sink = configured(sock.getsockname()[1], floor=0.0)  # the loop alone never refreshes
+    clip = frames(3)
     try:
         sink.consume(clip[0])
         first = received(sock)
-        assert any(parse(d).type == PacketType.REFERENCE for d, _ in first)
+        assert PacketType.REFERENCE in kinds(first)
         sink.consume(clip[1])
-        assert not any(parse(d).type == PacketType.REFERENCE for d, _ in received(sock))
-        _, sink_address = first[0]
-        assert sink.sender is not None
+        assert PacketType.REFERENCE not in kinds(received(sock))
+        assert sink.sender is not None and sink.sender.stats.references == 1
+        sink_address = first[0][1]  # REQUESTs go back to the port the stream comes from
         request = Packetizer(sink.sender.stream).request(RequestKind.REFRESH, 0, 0, 0)
         sock.sendto(request, sink_address)
         time.sleep(0.05)
         sink.consume(clip[2])
-        kinds = [parse(d).type for d, _ in received(sock)]
-        assert PacketType.REFERENCE in kinds and PacketType.KEYPOINTS_INTRA in kinds
-        assert sink.stats()["references"] == 2
+        assert PacketType.REFERENCE in kinds(received(sock))
+        assert sink.sender.stats.references == 2 and sink.stats()["requests"] == 1
+    finally:
+        sink.close()
+        sock.close()
+
+
+def test_a_sink_built_enabled_loads_its_model_off_the_frame_path():
+    sock = listener()
+    destination = f"udp://127.0.0.1:{sock.getsockname()[1]}"
+    sink = CodecSink(CodecSinkSettings(enabled=True, destination=destination))  # as app.py
+    try:
+        assert sink.wait_ready(60) and sink.stats()["error"] is None
+        assert sink.consume(frames(1)[0]) and received(sock)
     finally:
         sink.close()
         sock.close()
@@ -108,29 +135,46 @@ def test_a_request_sent_back_to_the_sink_gets_a_new_reference():
 def test_nobody_listening_never_stops_the_camera():
     free = listener()
     port = free.getsockname()[1]
-    free.close()  # nobody on this port: the kernel answers with ICMP port unreachable
-    sink = sink_to(port)
+    free.close()  # nobody on this port: the kernel may answer with ICMP port unreachable
+    sink = configured(port)
     try:
-        for frame in frames(8):
+        for frame in frames(4):
             sink.consume(frame)  # must not raise
     finally:
         sink.close()
-    assert sink.sender is not None and sink.sender.stats.frames == 8
+    assert sink.sender is not None and sink.sender.stats.frames == 4
+    assert sink.stats()["frames"] == 4
 
 
-def test_a_disabled_sink_sends_nothing_and_bad_destinations_are_refused():
-    sink = CodecSink()
-    sink.configure(Config())
-    assert not sink.wants_frames() and sink.consume(frames(1)[0]) is False
-    assert sink.sock is None
-    for bad in ("tcp://127.0.0.1:5004", "udp://127.0.0.1", "udp://:5004", "udp://h:70000"):
-        with pytest.raises(ValidationError, match=r"udp://HOST:PORT|port"):
-            Config.model_validate({"codec": {"destination": bad}})
+def test_a_disabled_sink_sends_nothing_and_closes_its_socket():
+    sock = listener()
+    sink = configured(sock.getsockname()[1])
+    frame = frames(1)[0]
+    try:
+        assert sink.wants_frames() and sink.consume(frame)
+        assert received(sock)
+        sink.configure(Config())  # the default: off
+        assert not sink.wants_frames() and sink.sock is None
+        assert sink.consume(frame) is False
+        assert received(sock) == []
+    finally:
+        sink.close()
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    "bad", ["tcp://127.0.0.1:5004", "udp://127.0.0.1", "udp://:5004", "udp://h:70000", "h:1"]
+)
+def test_the_schema_refuses_a_destination_that_is_not_udp_host_port(bad):
+    with pytest.raises(ValidationError, match=r"codec\.destination[\s\S]*udp://HOST:PORT"):
+        Config.model_validate({"codec": {"destination": bad}})
+    with pytest.raises(ValidationError, match=r"codec\.floor"):
+        Config.model_validate({"codec": {"floor": 1.0}})
 
 
 def test_frames_without_a_face_are_skipped_and_counted():
     sock = listener()
-    sink = sink_to(sock.getsockname()[1])
+    sink = configured(sock.getsockname()[1])
     try:
         faceless = Frame(frames(1)[0].image, 0)
         assert sink.consume(faceless) is False
@@ -139,3 +183,39 @@ def test_frames_without_a_face_are_skipped_and_counted():
     finally:
         sink.close()
         sock.close()
+
+
+def test_new_settings_or_a_new_size_start_a_new_stream():
+    sock = listener()
+    port = sock.getsockname()[1]
+    sink = configured(port)
+    clip = frames(3)
+    try:
+        sink.consume(clip[0])
+        assert sink.sender is not None
+        first = sink.sender.stream
+        sink.configure(config(port, floor=0.7))
+        sink.consume(clip[1])
+        second = sink.sender.stream
+        assert sink.sender.settings.floor == 0.7
+        small = clip[2]
+        small.image = cv2.resize(small.image, (240, 240))
+        small.meta["faces"] = [face(np.asarray(small.meta["faces"][0].landmarks) / 2)]
+        sink.consume(small)
+        assert (sink.sender.width, sink.sender.height) == (240, 240)
+        streams = [parse(d).stream for d, _ in received(sock)]
+    finally:
+        sink.close()
+        sock.close()
+    assert len({first, second, sink.sender.stream}) == 3  # (random ids: 1 in 20k may clash)
+    assert {first, second, sink.sender.stream} == set(streams)
+
+
+def test_the_lead_face_is_the_largest():
+    small = np.zeros((468, 3))
+    small[:, :2] = np.random.default_rng(0).uniform(100, 150, (468, 2))
+    large = small * 2
+    frame = Frame(np.zeros((480, 480, 3), np.uint8), 0, meta={"faces": [face(small), face(large)]})
+    chosen = lead_face(frame)
+    assert chosen is not None and np.allclose(chosen.landmarks, large)
+    assert lead_face(Frame(frame.image, 1)) is None
