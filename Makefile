@@ -15,8 +15,8 @@ test: $(STAMP) system-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check appliance engines tests
-	$(BIN)/ruff format --check appliance engines tests
+	$(BIN)/ruff check appliance engines ota tests
+	$(BIN)/ruff format --check appliance engines ota tests
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -78,12 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.codec.receive import add_receive_parser
     from appliance.fleet.cli import add_fleet_parser
     from engines.cli import add_engines_parser  # light: the converters load in build only
+    from ota.cli import add_ota_parser
 
     add_align_parser(sub)
     add_codec_parser(sub)
     add_receive_parser(sub)
     add_fleet_parser(sub)
     add_engines_parser(sub)
+    add_ota_parser(sub)
     return parser
 
 
@@ -169,6 +171,12 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
     return fleet_main(args)
 
 
+def _cmd_ota(args: argparse.Namespace) -> int:
+    from ota.cli import main as ota_main
+
+    return ota_main(args)
+
+
 def _cmd_engines(args: argparse.Namespace) -> int:
     return int(args.engines_func(args))
 
@@ -183,6 +191,7 @@ COMMANDS = {
     "receive": _cmd_receive,
     "fleet": _cmd_fleet,
     "engines": _cmd_engines,
+    "ota": _cmd_ota,
 }
 
 
