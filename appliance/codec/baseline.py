@@ -183,8 +183,21 @@ def encode_decode(
 ) -> BaselineResult:
     """Encode BGR uint8 frames with ``codec`` at a target ``kbps`` and decode them again."""
     _check(frames, fps, codec, kbps)
-    with _quiet_stderr():  # SVT-AV1 prints its banner straight to file descriptor 2
+    # SVT-AV1 prints its banner straight to file descriptor 2, and, run as root, makes
+    # the calling thread SCHED_FIFO 99: every child process started afterwards (a VM,
+    # a broker) would inherit it and starve the rest. Both are put back.
+    with _quiet_stderr(), _same_scheduling():
         return _encode_decode(frames, fps, codec, kbps)
+
+
+@contextlib.contextmanager
+def _same_scheduling() -> Iterator[None]:
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
 
 
 @contextlib.contextmanager

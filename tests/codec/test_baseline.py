@@ -133,3 +133,15 @@ def test_real_clip_x264_rate() -> None:
     result = encode_decode(frames, 25, "x264", 50)
     assert len(result.decoded) == 25
     assert 0.5 < result.kbps / 50 < 2, result.kbps
+
+
+def test_the_encoders_leave_the_callers_scheduling_as_it_was(clip: list[np.ndarray]) -> None:
+    """SVT-AV1 run as root makes its caller SCHED_FIFO 99; a VM started after that
+    starved everything (a test suite that hung)."""
+    import os
+
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    for codec in baseline.CODECS:
+        if baseline.available().get(codec):
+            baseline.encode_decode(clip[:6], 25.0, codec, 200.0)
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before
