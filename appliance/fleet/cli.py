@@ -1,4 +1,4 @@
-"""``appliance fleet devices|set|watch``: the operator's side, from a shell.
+"""``appliance fleet devices|set|update|watch|bench``: the operator's side, from a shell.
 
 ``set`` takes ``KEY=VALUE`` pairs with dotted keys (``web.overlay=true``; values are read
 as YAML, so ``0.8``, ``true`` and ``"text"`` mean what they look like) for one camera, a
@@ -41,6 +41,18 @@ def add_fleet_parser(sub: argparse._SubParsersAction) -> None:
     setp.add_argument("--group", help="every known camera whose id matches this pattern")
     setp.add_argument("--wait", type=float, default=30.0, help="seconds to wait for reports")
     setp.add_argument("--json", action="store_true")
+    update = actions.add_parser(
+        "update", help="a signed model update to cameras in stages: canary first"
+    )
+    update.add_argument("source", help="URL (or path on the cameras) of the signed update")
+    update.add_argument("devices", nargs="?", default="", help="id or id,id,... (or --group)")
+    update.add_argument("--group", help="every known camera whose id matches this pattern")
+    update.add_argument("--canary", type=float, default=0.1, help="share updated first")
+    update.add_argument(
+        "--max-failures", type=float, default=0.0, help="failure share that halts (0: any)"
+    )
+    update.add_argument("--timeout", type=float, default=600.0, help="seconds per stage")
+    update.add_argument("--json", action="store_true")
     watch = actions.add_parser("watch", help="print status and reported changes")
     watch.add_argument("--seconds", type=float)
     bench = actions.add_parser(
@@ -91,6 +103,8 @@ def main(args: argparse.Namespace) -> int:
             return _devices(op, args.json)
         if args.fleet_command == "set":
             return _set(op, args)
+        if args.fleet_command == "update":
+            return _update(op, args)
         return _watch(op, args.seconds)
     finally:
         op.stop()
@@ -130,13 +144,11 @@ def _set(op: Operator, args: argparse.Namespace) -> int:
     except (ValueError, yaml.YAMLError) as exc:
         print(f"appliance fleet set: {exc}", file=sys.stderr)
         return 2
-    targets = [d for d in args.devices.split(",") if d]
-    if args.group:
-        targets += [d for d in op.devices() if fnmatch.fnmatch(d, args.group)]
+    targets = _targets(op, args.devices, args.group)
     if not targets:
         print("appliance fleet set: no device named and none matches --group", file=sys.stderr)
         return 2
-    versions = {device: op.set_config(device, patch) for device in sorted(set(targets))}
+    versions = {device: op.set_config(device, patch) for device in targets}
     results, failed = {}, 0
     for device, version in versions.items():
         try:
@@ -159,6 +171,32 @@ def _set(op: Operator, args: argparse.Namespace) -> int:
                 + "".join(f"\n  {e}" for e in r["errors"] if r["accepted"] is not True)
             )
     return 1 if failed else 0
+
+
+def _targets(op: Operator, devices: str, group: str | None) -> list[str]:
+    targets = [d for d in devices.split(",") if d]
+    if group:
+        targets += [d for d in op.devices() if fnmatch.fnmatch(d, group)]
+    return sorted(set(targets))
+
+
+def _update(op: Operator, args: argparse.Namespace) -> int:
+    targets = _targets(op, args.devices, args.group)
+    if not targets:
+        print("appliance fleet update: no device named and none matches --group", file=sys.stderr)
+        return 2
+    report = op.rollout(targets, args.source, args.canary, args.max_failures, args.timeout)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for device, job in report["results"].items():
+            print(f"{device}: {job.get('state')} {job.get('result') or job.get('error') or ''}")
+        if report["halted"]:
+            print(
+                f"halted after stage {report['stage'] + 1}: not started on "
+                f"{', '.join(report['not_started'])}"
+            )
+    return 1 if report["halted"] else 0
 
 
 def _watch(op: Operator, seconds: float | None) -> int:

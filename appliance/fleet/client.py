@@ -32,6 +32,8 @@ from appliance.fleet.topics import Topics, parse_broker
 log = logging.getLogger(__name__)
 
 StatusFn = Callable[[], dict[str, Any]]
+# installs an update: (source path or URL, job id) -> the update agent's status
+Updater = Callable[[str, str], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class FleetClient:
         settings: FleetSettings,
         status: StatusFn = dict,
         state_file: Path | None = None,
+        updater: Updater | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
 
@@ -78,6 +81,8 @@ class FleetClient:
         self.topics = Topics(settings.topic_prefix, settings.device_id)
         self.shadow = Shadow(manager, state_file)
         self.status = status
+        self.updater = updater
+        self._updating = threading.Lock()
         self.connected = threading.Event()
         self.connects = 0
         self._stop = threading.Event()
@@ -177,7 +182,43 @@ class FleetClient:
             return {"ok": True, "status": self.status()}
         if name == "config":
             return {"ok": True, **self.shadow.reported()}
-        return {"ok": False, "error": f"unknown command {name!r}: ping, status, config"}
+        if name == "update":
+            return self._start_update(payload)
+        return {"ok": False, "error": f"unknown command {name!r}: ping, status, config, update"}
+
+    def _start_update(self, payload: bytes) -> dict[str, Any]:
+        """Run the update agent on its own thread (never paho's); its status goes to the
+        retained ``ota`` topic when the job starts and when it ends."""
+        if self.updater is None:
+            return {"ok": False, "error": "this camera takes no updates over MQTT"}
+        try:
+            request = json.loads(payload)
+            source, job = str(request["source"]), str(request["job"])
+        except (ValueError, KeyError, TypeError):
+            return {"ok": False, "error": 'update needs {"source": URL, "job": ID}'}
+        if not self._updating.acquire(blocking=False):
+            return {"ok": False, "error": "an update is already running"}
+        updater = self.updater
+
+        def run() -> None:
+            try:
+                self._publish_ota({"state": "download", "job": {"id": job, "state": "download"}})
+                try:
+                    status = updater(source, job)
+                except Exception as exc:  # the agent refused to start: say why
+                    status = {
+                        "state": "idle",
+                        "job": {"id": job, "state": "failed", "result": "error", "error": str(exc)},
+                    }
+                self._publish_ota(status)
+            finally:
+                self._updating.release()
+
+        threading.Thread(target=run, name="fleet-update", daemon=True).start()
+        return {"ok": True, "job": job}
+
+    def _publish_ota(self, status: dict[str, Any]) -> None:
+        self.client.publish(self.topics.ota, _json(status), 1, True)
 
     # -- telemetry --------------------------------------------------------------------
 

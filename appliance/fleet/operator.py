@@ -8,11 +8,15 @@ and lost a retained message gets it back: no desired change is lost.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
+import uuid
 from typing import Any
 
 from appliance.fleet.topics import Topics, parse_broker
+
+FINAL = ("done", "failed", "rolled_back")  # an update job's end states (ota.agent)
 
 
 class Operator:
@@ -33,6 +37,7 @@ class Operator:
         self.desired: dict[str, dict[str, Any]] = {}
         self.reported: dict[str, dict[str, Any]] = {}
         self.status: dict[str, dict[str, Any]] = {}
+        self.ota: dict[str, dict[str, Any]] = {}
         self.changed = threading.Condition()
         self.connects = 0
         client = mqtt.Client(
@@ -99,6 +104,7 @@ class Operator:
                 (f"{self.prefix}/+/status", 1),
                 (f"{self.prefix}/+/config/reported", 1),
                 (f"{self.prefix}/+/config/desired", 1),  # the versions other operators used
+                (f"{self.prefix}/+/ota", 1),
             ]
         )
         for device, document in list(self.desired.items()):  # re-assert what we want
@@ -117,6 +123,8 @@ class Operator:
         with self.changed:
             if kind == "status":
                 self.status[device] = document
+            elif kind == "ota":
+                self.ota[device] = document
             elif kind == "config/reported":
                 self.reported[device] = document
             elif kind == "config/desired":
@@ -128,3 +136,62 @@ class Operator:
     def devices(self) -> list[str]:
         with self.changed:
             return sorted(set(self.status) | set(self.reported))
+
+    # -- staged updates ------------------------------------------------------------------
+
+    def command(self, device: str, name: str, payload: dict[str, Any], expiry_s: int = 60) -> None:
+        """Send a command; the broker drops it if the camera is away for ``expiry_s``."""
+        import paho.mqtt.properties as properties
+        from paho.mqtt.packettypes import PacketTypes
+
+        props = properties.Properties(PacketTypes.PUBLISH)
+        props.MessageExpiryInterval = expiry_s
+        props.ResponseTopic = f"{self.prefix}/{device}/response/{name}"  # its own subtree (ACL)
+        props.CorrelationData = json.dumps(payload).encode()[:64]
+        topic = Topics(self.prefix, device).command(name)
+        self.client.publish(topic, json.dumps(payload), 1, False, props)
+
+    def wait_job(self, device: str, job: str, timeout: float) -> dict[str, Any]:
+        """The camera's update status once job ``job`` has ended (or its last one seen)."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                current = (self.ota.get(device) or {}).get("job") or {}
+                if current.get("id") == job and current.get("state") in FINAL:
+                    return current
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return {"id": job, "state": "timeout", **({"last": current} if current else {})}
+                self.changed.wait(left)
+
+    def rollout(
+        self,
+        devices: list[str],
+        source: str,
+        canary: float = 0.1,
+        max_failures: float = 0.0,
+        timeout: float = 600.0,
+    ) -> dict[str, Any]:
+        """Update a canary share first; if more than ``max_failures`` of them fail, halt;
+        else the rest. Returns each camera's job result and whether it halted."""
+        order = sorted(set(devices))
+        first = max(1, math.ceil(canary * len(order))) if order else 0
+        stages = [order[:first], order[first:]]
+        results: dict[str, dict[str, Any]] = {}
+        job = f"rollout-{uuid.uuid4().hex[:8]}"
+        for number, stage in enumerate(stages):
+            for device in stage:
+                self.command(device, "update", {"source": source, "job": job})
+            for device in stage:
+                results[device] = self.wait_job(device, job, timeout)
+            failed = sum(results[d].get("state") != "done" for d in stage)
+            if stage and failed / len(stage) > max_failures:
+                skipped = [d for s in stages[number + 1 :] for d in s]
+                return {
+                    "job": job,
+                    "halted": True,
+                    "stage": number,
+                    "results": results,
+                    "not_started": skipped,
+                }
+        return {"job": job, "halted": False, "results": results, "not_started": []}

@@ -8,6 +8,7 @@ config/desired        retained  {"version": n, "config": {partial}}: the operato
 config/reported       retained  {"version": n, "accepted": bool, "errors": [...],
                                 "config": {full}}: what the camera runs
 telemetry             QoS 0     fps, per-stage latency, temperatures, model versions
+ota                   retained  the update agent's status: job id, state, result
 cmd/<name>            request   MQTT 5 response topic + correlation data, message expiry
 ====================  ========  =======================================================
 
@@ -57,6 +58,11 @@ class Topics:
     @property
     def telemetry(self) -> str:
         return f"{self.root}/telemetry"
+
+    @property
+    def ota(self) -> str:
+        """Retained: the update agent's status (its job's id, state and result)."""
+        return f"{self.root}/ota"
 
     @property
     def commands(self) -> str:
