@@ -15,28 +15,13 @@ import cv2
 import numpy as np
 
 from appliance.codec import metrics
-from appliance.codec.evaluate import DEFAULT_DATA, load_clip
-from appliance.codec.session import CodecSettings, Receiver, Sender
+from appliance.codec.evaluate import DEFAULT_DATA, load_clip, run_call
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "docs" / "images"
 CLIPS = ("lp_d6", "lp_d10", "lp_d14")
 SETTING = (0.75, 30)  # floor, reference quality: the low end of the evaluation
 TILE = 200
-
-
-def _decode_ours(clip) -> tuple[list[np.ndarray], float]:
-    height, width = clip.frames[0].shape[:2]
-    settings = CodecSettings(floor=SETTING[0], reference_quality=SETTING[1])
-    sender, receiver = Sender(width, height, clip.fps, settings, stream=1), Receiver()
-    shown = []
-    for index, frame in enumerate(clip.frames):
-        for datagram in sender.send(frame, clip.landmarks[index], index, clip.iris[index]):
-            receiver.feed(datagram)
-        assert receiver.picture is not None
-        shown.append(receiver.picture)
-    kbps = sender.stats.total_bytes * 8 * clip.fps / len(clip.frames) / 1000
-    return shown, kbps
 
 
 def _tile(image: np.ndarray, box: tuple[int, int, int, int], label: str) -> np.ndarray:
@@ -54,7 +39,8 @@ def demo(out: Path = DEFAULT_OUT, clips: tuple[str, ...] = CLIPS, frames: int = 
     rows = []
     for name in clips:
         clip = load_clip(DEFAULT_DATA / "clips" / f"{name}.mp4", frames)
-        ours, kbps = _decode_ours(clip)
+        call = run_call(clip, *SETTING)
+        ours, kbps = call.pictures, call.kbps
         x264 = encode_decode(clip.frames, clip.fps, "x264", kbps)
         for index in (len(clip.frames) // 4, len(clip.frames) // 2, 3 * len(clip.frames) // 4):
             frame, points = clip.frames[index], clip.landmarks[index]

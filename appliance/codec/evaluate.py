@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -120,15 +121,28 @@ def measure(
     )
 
 
-def run_keypoint_codec(clip: Clip, floor: float, quality: int, akd_every: int) -> Point:
-    """Sender -> datagrams -> Receiver, lossless; the receiver's pictures are measured."""
+@dataclass
+class Call:
+    """A clip through ``Sender`` -> datagrams -> ``Receiver``, lossless."""
+
+    sender: Any
+    pictures: list[np.ndarray]  # what the receiver showed, frame by frame
+    receive_s: float
+
+    @property
+    def kbps(self) -> float:
+        n = len(self.pictures)
+        return self.sender.stats.total_bytes * 8 * self.sender.fps / n / 1000
+
+
+def run_call(clip: Clip, floor: float, quality: int) -> Call:
     from appliance.codec.session import CodecSettings, Receiver, Sender
 
     height, width = clip.frames[0].shape[:2]
     settings = CodecSettings(floor=floor, reference_quality=quality)
     sender = Sender(width, height, clip.fps, settings, stream=1)
     receiver = Receiver()
-    decoded: list[np.ndarray] = []
+    pictures: list[np.ndarray] = []
     receive_s = 0.0
     for index, frame in enumerate(clip.frames):
         points = clip.landmarks[index]
@@ -139,7 +153,14 @@ def run_keypoint_codec(clip: Clip, floor: float, quality: int, akd_every: int) -
             receiver.feed(datagram)
         receive_s += time.perf_counter() - start
         picture = receiver.picture
-        decoded.append(picture if picture is not None else np.zeros_like(frame))
+        pictures.append(picture if picture is not None else np.zeros_like(frame))
+    return Call(sender, pictures, receive_s)
+
+
+def run_keypoint_codec(clip: Clip, floor: float, quality: int, akd_every: int) -> Point:
+    """The receiver's pictures of the clip, measured."""
+    call = run_call(clip, floor, quality)
+    sender, decoded, receive_s = call.sender, call.pictures, call.receive_s
     s = sender.stats
     n = len(clip.frames)
     extra = {

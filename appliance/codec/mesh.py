@@ -36,6 +36,7 @@ POINTS = 468
 HEAD_RING = 1.3
 BACKGROUND_RING = 2.0
 BORDER_CELLS = 8  # border points per frame side
+BEHIND = 1e9  # the scaffold's depth: behind the face, so drawn first
 SUBPIXEL = 4  # fillConvexPoly shift: vertex positions to 1/16 px
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), frame px
 
@@ -91,8 +92,6 @@ class Mesh:
         self.source = np.vstack([ref[:, :2], head, self.scaffold.fixed])
         self.triangles = Delaunay(self.source).simplices.astype(np.int64)
         self._rigid = rigid_points()
-        # scaffold vertices sit behind the face: drawn first
-        self._depth_far = 1e9
 
     def target(self, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Target vertex positions (P, 2) and depths (P,) for a frame's landmarks (468+, 3)."""
@@ -100,7 +99,7 @@ class Mesh:
         motion = similarity(self.reference[self._rigid, :2], points[self._rigid, :2])
         head = self.scaffold.head @ motion[:, :2].T + motion[:, 2]
         xy = np.vstack([points[:, :2], head, self.scaffold.fixed])
-        depth = np.full(len(xy), self._depth_far)
+        depth = np.full(len(xy), BEHIND)
         if points.shape[1] > 2:
             depth[: len(points)] = points[:, 2]
         return xy, depth

@@ -191,10 +191,7 @@ class Entry:
     picture: np.ndarray  # BGR, the box's pixels
     box: Box
     landmarks: np.ndarray  # (468, 3) frame px
-    shape: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.shape = np.empty(0)
+    shape: np.ndarray  # region_shape of the landmarks: what the choice compares
 
 
 @dataclass
@@ -258,8 +255,8 @@ class FaceRenderer:
         if x1 <= x0 or y1 <= y0:
             return
         picture = frame if frame.shape[:2] == (y1 - y0, x1 - x0) else frame[y0:y1, x0:x1]
-        entry = Entry(picture.copy(), box, np.asarray(landmarks, np.float64))
-        entry.shape = region_shape(region, entry.landmarks)
+        points = np.asarray(landmarks, np.float64)
+        entry = Entry(picture.copy(), box, points, region_shape(region, points))
         entries = self.bank[region]
         entries[self._next_entry] = entry
         self._next_entry += 1

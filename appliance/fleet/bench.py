@@ -26,10 +26,21 @@ from appliance.fleet.client import FleetClient, FleetSettings
 from appliance.fleet.operator import Operator
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> bool:
+    """Whether something listens on the loopback ``port`` within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
 
 
 class LocalBroker:
@@ -37,7 +48,7 @@ class LocalBroker:
         if shutil.which("mosquitto") is None:
             raise RuntimeError("mosquitto is not installed: give --broker, or apt install it")
         self.folder = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
-        self.port = _free_port()
+        self.port = free_port()
         conf = self.folder / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 10000\n"
@@ -45,13 +56,8 @@ class LocalBroker:
         self.process = subprocess.Popen(
             ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
+        if not wait_for_port(self.port):
+            raise RuntimeError("mosquitto did not start")
 
     @property
     def uri(self) -> str:

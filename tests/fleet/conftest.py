@@ -8,13 +8,13 @@ import ipaddress
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from appliance.fleet.bench import free_port, wait_for_port
 
 USERS = ("operator", "cam1", "cam2")
 PREFIX = "appliance"
@@ -62,12 +62,6 @@ def _write_pem(folder: Path, name: str, key, cert) -> tuple[Path, Path]:
     return key_path, cert_path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Broker:
     folder: Path
@@ -92,13 +86,9 @@ class Broker:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not start: {(self.folder / 'broker.log').read_text()}")
+        if not wait_for_port(self.port):
+            log = (self.folder / "broker.log").read_text()
+            raise RuntimeError(f"mosquitto did not start: {log}")
 
     def kill(self) -> None:
         assert self.process is not None
@@ -136,7 +126,7 @@ def broker(tmp_path: Path):
     (tmp_path / "acl").write_text(
         f"user operator\ntopic readwrite {PREFIX}/#\n\npattern readwrite {PREFIX}/%u/#\n"
     )
-    port = _free_port()
+    port = free_port()
     (tmp_path / "data").mkdir()
     run_as = "user root\n" if os.geteuid() == 0 else ""  # else it drops to "mosquitto"
     (tmp_path / "mosquitto.conf").write_text(
