@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -23,7 +24,10 @@ from appliance.logs import set_level
 from appliance.output.codec import CodecSink, CodecSinkSettings
 from appliance.output.preview import JpegHub, PreviewSink
 from appliance.pipeline import Passthrough, Pipeline, Stage
-from appliance.pipeline.stage import settings_from
+from appliance.pipeline.stage import RunsModels, settings_from
+from appliance.runtime.bundle import factory_bundle_dir
+from appliance.updates import ModelUpdates
+from ota.layout import slot_versions
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ def check_web_address(old: Config, new: Config) -> None:
         raise ConfigError([reason]) from None
 
 
-def build_stages(cfg: Config) -> tuple[list[Stage], str]:
+def build_stages(cfg: Config, bundles_dir: Path | None = None) -> tuple[list[Stage], str]:
     """The frame path's stages, and why the neural ones are missing (or "").
 
     A model that cannot load is reported and its stages left out, so the camera still
@@ -64,27 +68,61 @@ def build_stages(cfg: Config) -> tuple[list[Stage], str]:
 
     model_errors = (BackendUnavailable, BundleError, ModelError, OSError)
     try:
-        vision = FaceTrackingStage.from_config(cfg)
+        vision = FaceTrackingStage.from_config(cfg, bundles_dir)
     except model_errors as exc:
         log.error("vision disabled: %s", exc)
         return [Passthrough()], str(exc)
     problems = []
     enhance = None
     try:
-        enhance = EnhanceStage.from_config(cfg, vision.backend)
+        enhance = EnhanceStage.from_config(cfg, vision.backend, bundles_dir)
     except model_errors as exc:  # the picture keeps its size; everything else works
         log.error("super-resolution disabled: %s", exc)
         problems.append(f"super-resolution: {exc}")
-    upscale = enhance.upscaler.upscale if enhance is not None else None
+    upscale = enhance.upscale if enhance is not None else None
     stages: list[Stage] = [vision, AlignStage.from_config(cfg, upscale)]
     try:
-        stages.append(BackgroundStage.from_config(cfg, backend=vision.backend))
+        stages.append(BackgroundStage.from_config(cfg, bundles_dir, vision.backend))
     except model_errors as exc:  # framing still works without the segmentation model
         log.error("background disabled: %s", exc)
         problems.append(f"background: {exc}")
     if enhance is not None:
         stages.append(enhance)  # last: background and retouching work on fewer pixels
     return stages, "; ".join(problems)
+
+
+class ModelSwap:
+    """Stages switching to new networks, each on its own thread between two frames."""
+
+    def __init__(self, stages: int) -> None:
+        self.problems: list[str] = []
+        self._left = stages
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        if stages == 0:
+            self._done.set()
+
+    def run(self, stage: RunsModels, models: Any) -> None:
+        try:
+            stage.swap_models(models)
+        except Exception as exc:
+            log.exception("%s: model swap failed", getattr(stage, "name", stage))
+            self.problems.append(f"{getattr(stage, 'name', stage)}: swap failed: {exc}")
+        finally:
+            with self._lock:
+                self._left -= 1
+                if self._left == 0:
+                    self._done.set()
+
+    def done(self, timeout: float) -> bool:
+        """Whether every stage has swapped (or failed to), waiting up to ``timeout``."""
+        return self._done.wait(timeout)
+
+    def wait(self, timeout: float) -> list[str]:
+        """The problems once every stage swapped; a stage that did not in time is one."""
+        if not self.done(timeout):
+            return [f"the pipeline did not take the new models within {timeout:.0f} s"]
+        return list(self.problems)
 
 
 class Appliance:
@@ -102,7 +140,10 @@ class Appliance:
             self.hub, cfg.web.jpeg_quality, cfg.web.preview_fps, overlay=cfg.web.overlay
         )
         self.codec = CodecSink(settings_from(CodecSinkSettings, cfg.codec), cfg.source.fps)
-        stages, self.vision_error = build_stages(cfg)
+        self.updates = self._updates(cfg)
+        factory = factory_bundle_dir()
+        self.models_dir = self.updates.prepare(factory) if self.updates else factory
+        stages, self.vision_error = build_stages(cfg, self.models_dir)
         sinks = [self.preview, self.codec]
         self.pipeline = Pipeline(stages, sinks, depth=cfg.pipeline.queue_depth)
         self.selector = SourceSelector(self._candidates(cfg), self._open_source)
@@ -122,6 +163,9 @@ class Appliance:
 
     # -- wiring ---------------------------------------------------------------------
 
+    def _updates(self, cfg: Config) -> ModelUpdates | None:
+        return ModelUpdates.from_config(self, cfg.ota) if cfg.ota.enabled else None
+
     def _fleet(self, cfg: Config) -> Any:
         """The MQTT link, when configured; its shadow version is kept beside the config
         file (a daemon without a file keeps it in memory)."""
@@ -131,7 +175,13 @@ class Appliance:
 
         path = self.config.path
         state = path.with_name(path.stem + ".fleet.json") if path is not None else None
-        return FleetClient(self.config, FleetSettings.from_config(cfg.fleet), self.status, state)
+        updater = self.updates.install if self.updates is not None else None
+        client = FleetClient(
+            self.config, FleetSettings.from_config(cfg.fleet), self.status, state, updater
+        )
+        if self.updates is not None:
+            self.updates.on_status = client.publish_ota
+        return client
 
     def _candidates(self, cfg: Config) -> Candidates:
         return candidates_for(self._source_override or cfg.source.uri, cfg.source.fallback)
@@ -149,20 +199,23 @@ class Appliance:
         if new.logging != old.logging:
             set_level(new.logging.level)
 
-    def reload_models(self, bundles_dir: Path | None = None) -> None:
-        """Verify and load new models, then swap them in between frames.
+    def reload_models(self, bundles_dir: Path) -> ModelSwap:
+        """Verify and load every stage's networks from ``bundles_dir``, then swap them in
+        between frames; ``wait()`` on the result says when every stage runs them.
 
-        A bad bundle raises (BundleError/ModelError) before anything changes: the models
-        running now keep running. Loading happens on the caller's thread, so the
+        All or nothing: a bad bundle raises (BundleError/ModelError/OSError) before any
+        stage changes, and the models running now keep running (those already loaded
+        for the update are dropped). Loading happens on the caller's thread, so the
         pipeline does not stall while a model loads.
         """
-        from appliance.vision.stage import FaceTrackingStage
-
-        for stage in self.pipeline.stages:
-            if isinstance(stage, FaceTrackingStage):
-                models = stage.load_models(bundles_dir)
-                self.pipeline.between_frames(stage, partial(stage.swap_models, models))
-                log.info("new vision models queued from %s", bundles_dir or "factory bundles")
+        stages = [s for s in self.pipeline.stages if isinstance(s, RunsModels)]
+        loaded = [(stage, stage.load_models(bundles_dir)) for stage in stages]
+        swap = ModelSwap(len(loaded))
+        for stage, models in loaded:
+            self.pipeline.between_frames(stage, partial(swap.run, stage, models))
+        self.models_dir = Path(bundles_dir)
+        log.info("new models queued from %s", bundles_dir)
+        return swap
 
     def request_snapshot(self) -> None:
         self.preview.want_snapshot()
@@ -179,11 +232,15 @@ class Appliance:
             self.web.start()
         if self.fleet is not None:
             self.fleet.start()
+        if self.updates is not None:
+            self.updates.start()  # after the pipeline: a resumed job's gate watches it
 
     def stop(self, timeout: float = 1.5) -> list[str]:
         """Stop everything in reverse order; returns the parts that did not stop in time."""
         deadline = time.monotonic() + timeout
         hung = []
+        if self.updates is not None:
+            self.updates.stop()  # an unfinished gate leaves its job for the next start
         if self.fleet is not None:
             self.fleet.stop(max(0.1, deadline - time.monotonic()))  # says offline first
         self.hub.close()  # ends MJPEG streams now, so their threads do not outlive us
@@ -227,6 +284,11 @@ class Appliance:
             return f"no frame for {idle:.0f} s{why}"
         return None
 
+    def frame_rate(self) -> float:
+        """The frame rate the source delivers (what the pipeline should keep up with)."""
+        current = self.selector.current
+        return float(current.fps) if current is not None else self.config.config.source.fps
+
     def status(self) -> dict[str, Any]:
         current = self.selector.current
         problem = self.problem()
@@ -245,5 +307,10 @@ class Appliance:
             "pipeline": self.pipeline.stats(),
             "vision": {"error": self.vision_error or None},
             "codec": self.codec.stats(),
+            "models": {
+                "dir": str(self.models_dir),
+                "versions": slot_versions(self.models_dir),
+                "updates": self.updates.status() if self.updates is not None else None,
+            },
             "restart_required": sorted(self.config.pending_restart),
         }

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 TERMINAL = ("done", "failed", "rolled_back")
 ABORTABLE = ("download", "verify", "install")
+START_LIMIT = 3  # daemon starts on unproven new models before they are rolled back
 
 
 class _Suspended(Exception):
@@ -187,6 +188,27 @@ class Agent:
             else:
                 self._cleanup(job)
                 self._repair_pointer(state)
+        return self.status()
+
+    def note_start(self, limit: int = START_LIMIT) -> dict[str, Any]:
+        """Count a daemon start while a job waits between activation and commit.
+
+        Called by the daemon before it loads the active slot. Models that crash the
+        daemon (a segfaulting runtime, a model too big for memory) never let a health
+        gate finish; after ``limit`` such starts the new slot is rolled back before it
+        is loaded again, so a crash loop ends on the old models.
+        """
+        with self._locked():
+            state = self._load()
+            job = state["job"]
+            if job is not None and job["state"] in ("activate", "health"):
+                job["starts"] = int(job.get("starts") or 0) + 1
+                self._save(state)
+                if job["starts"] > limit:
+                    reason = f"the daemon started {limit} times on the new models without "
+                    reason += "passing the health gate"
+                    self._transition(state, "rollback", reason=reason, error="CrashLoop")
+                    self._run(state)
         return self.status()
 
     def abort(self, reason: str = "aborted by the operator") -> dict[str, Any]:

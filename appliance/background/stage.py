@@ -116,6 +116,7 @@ class BackgroundStage(Stage):
         if segmenter is None:
             segmenter = _load_segmenter(backend, bundles_dir, precision)
         self.segmenter = segmenter
+        self.backend, self.precision = backend, precision
         self.matte = Matte()
         self.backdrop = Backdrop()
         self.settings = settings
@@ -141,6 +142,15 @@ class BackgroundStage(Stage):
             backend = backend_for(config)
         settings = BackgroundSettings.from_config(config)
         return cls(None, settings, backend=backend, bundles_dir=bundles_dir)
+
+    def load_models(self, bundles_dir: Path) -> PersonSegmenter:
+        """Verify and load the segmentation network from ``bundles_dir``; nothing changes."""
+        return _load_segmenter(self.backend, bundles_dir, self.precision)
+
+    def swap_models(self, segmenter: PersonSegmenter) -> None:
+        """Run between frames: the new network takes over, the old one is closed."""
+        old, self.segmenter = self.segmenter, segmenter
+        old.close()
 
     def configure(self, config: Any) -> None:
         """Apply ``config.background``; BackgroundError, and nothing changed, if it is bad."""

@@ -235,6 +235,34 @@ class FleetConfig(Section):
     telemetry_s: float = Field(10.0, ge=1, le=3600, description="Seconds between telemetry")
 
 
+class OtaConfig(Section):
+    enabled: bool = Field(
+        False,
+        description="Run the models from the update agent's A/B slots and accept signed "
+        "model updates (MQTT, web page)",
+        json_schema_extra=RESTART,
+    )
+    root: str = Field(
+        "",
+        description="The agent's directory: slots, state, keys/*.pub (empty: "
+        "$APPLIANCE_OTA_DIR, else /var/lib/appliance/ota)",
+        json_schema_extra=RESTART,
+    )
+    health_s: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="Seconds new models must keep the pipeline at its frame rate, with no "
+        "failed frame, before they are committed",
+    )
+    min_rate: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Share of the frame rate before the update that new models must keep",
+    )
+
+
 class WebConfig(Section):
     enabled: bool = Field(
         True, description="Serve the live picture and API", json_schema_extra=RESTART
@@ -277,6 +305,7 @@ class Config(Section):
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
     codec: CodecConfig = Field(default_factory=CodecConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
+    ota: OtaConfig = Field(default_factory=OtaConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

@@ -22,7 +22,7 @@ from appliance.align.affine import DOUBLE, map_face, then
 from appliance.enhance.upscale import Upscaler
 from appliance.frame import Frame
 from appliance.pipeline.stage import Stage, settings_from
-from appliance.runtime.base import Backend
+from appliance.runtime.base import Backend, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +45,38 @@ class EnhanceSettings:
 class EnhanceStage(Stage):
     name = "enhance"
 
-    def __init__(self, upscaler: Upscaler, settings: EnhanceSettings | None = None) -> None:
+    def __init__(
+        self,
+        upscaler: Upscaler,
+        settings: EnhanceSettings | None = None,
+        backend: Backend | None = None,
+    ) -> None:
         self.upscaler = upscaler
         self.settings = settings or EnhanceSettings()
+        self.backend = backend
 
     @classmethod
     def from_config(
         cls, config: Any, backend: Backend, bundles_dir: Path | None = None
     ) -> EnhanceStage:
-        return cls(Upscaler.load(backend, bundles_dir), EnhanceSettings.from_config(config))
+        upscaler = Upscaler.load(backend, bundles_dir)
+        return cls(upscaler, EnhanceSettings.from_config(config), backend)
+
+    def upscale(self, image: np.ndarray) -> np.ndarray:
+        """The current network, looked up per call: the align stage's zoom (another
+        thread) keeps working across a model update."""
+        return self.upscaler.upscale(image)
+
+    def load_models(self, bundles_dir: Path) -> Upscaler:
+        """Verify and load the network from ``bundles_dir``; nothing changes yet."""
+        if self.backend is None:
+            raise ModelError("this stage was built without a backend to load models on")
+        return Upscaler.load(self.backend, bundles_dir)
+
+    def swap_models(self, upscaler: Upscaler) -> None:
+        # The old network is not closed: the align stage may be inside it right now;
+        # it goes when the last call using it returns.
+        self.upscaler = upscaler
 
     def configure(self, config: Any) -> None:
         self.settings = EnhanceSettings.from_config(config, self.settings)

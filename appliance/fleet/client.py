@@ -202,7 +202,7 @@ class FleetClient:
 
         def run() -> None:
             try:
-                self._publish_ota({"state": "download", "job": {"id": job, "state": "download"}})
+                self.publish_ota({"state": "download", "job": {"id": job, "state": "download"}})
                 try:
                     status = updater(source, job)
                 except Exception as exc:  # the agent refused to start: say why
@@ -210,14 +210,14 @@ class FleetClient:
                         "state": "idle",
                         "job": {"id": job, "state": "failed", "result": "error", "error": str(exc)},
                     }
-                self._publish_ota(status)
+                self.publish_ota(status)
             finally:
                 self._updating.release()
 
         threading.Thread(target=run, name="fleet-update", daemon=True).start()
         return {"ok": True, "job": job}
 
-    def _publish_ota(self, status: dict[str, Any]) -> None:
+    def publish_ota(self, status: dict[str, Any]) -> None:
         self.client.publish(self.topics.ota, _json(status), 1, True)
 
     # -- telemetry --------------------------------------------------------------------

@@ -105,6 +105,7 @@ class Operator:
                 (f"{self.prefix}/+/config/reported", 1),
                 (f"{self.prefix}/+/config/desired", 1),  # the versions other operators used
                 (f"{self.prefix}/+/ota", 1),
+                (f"{self.prefix}/+/telemetry", 0),  # keeps the health in ``status`` fresh
             ]
         )
         for device, document in list(self.desired.items()):  # re-assert what we want
@@ -123,6 +124,9 @@ class Operator:
         with self.changed:
             if kind == "status":
                 self.status[device] = document
+            elif kind == "telemetry":  # fresher health; "online" stays the status topic's
+                online = self.status.get(device, {}).get("online")
+                self.status[device] = {**document, "online": online}
             elif kind == "ota":
                 self.ota[device] = document
             elif kind == "config/reported":

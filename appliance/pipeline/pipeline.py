@@ -233,6 +233,7 @@ class Pipeline:
             "capture_fps": round(capture.fps, 2),
             "output_fps": round(latency.fps, 2),
             "frames_in": capture.processed,
+            "frames_processed": last.processed,
             "frames_out": latency.processed,
             "dropped": dropped,
             "latency": {"p50_ms": round(latency.p50_ms, 3), "p99_ms": round(latency.p99_ms, 3)},

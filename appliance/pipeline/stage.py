@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 from dataclasses import fields
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from appliance.frame import Frame
 
@@ -22,6 +23,18 @@ class Stage(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, default no-op
         """Release resources; called once after the stage's thread stopped."""
+
+
+@runtime_checkable
+class RunsModels(Protocol):
+    """A stage whose networks a model update replaces (vision, background, enhance)."""
+
+    def load_models(self, bundles_dir: Path) -> Any:
+        """Verify and load this stage's networks from ``bundles_dir`` on the caller's
+        thread; raises (BundleError, ModelError, OSError) and changes nothing if bad."""
+
+    def swap_models(self, models: Any) -> None:
+        """Put what ``load_models`` returned in place; run between frames."""
 
 
 class Sink(abc.ABC):

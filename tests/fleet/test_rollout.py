@@ -13,6 +13,7 @@ from ota.agent import Agent
 from ota.compat import Device
 from ota.health import hash_gate
 from ota.signing import keygen, load_private_key, load_public_key, sign
+from tests.conftest import wait_until
 from tests.ota.helpers import BUNDLE, make_bundle
 
 from .test_fleet import operator
@@ -135,3 +136,43 @@ def test_the_fleet_command_rolls_out_to_a_group(broker, tmp_path, capsys):
     finally:
         for client, _ in cams:
             client.stop()
+
+
+def test_the_daemon_takes_an_update_over_mqtt_and_runs_the_new_models(broker, tmp_path):
+    from appliance.app import Appliance
+    from appliance.config import parse_config
+
+    update, _ = signed_update(tmp_path)
+    root = tmp_path / "ota"
+    (root / "keys").mkdir(parents=True)
+    shutil.copy(tmp_path / "keys" / "ota-signing.pub", root / "keys")
+    cert, key = broker.cert("cam1")
+    secret = tmp_path / "password"
+    secret.write_text(broker.password("cam1") + "\n")
+    config = parse_config({
+        "source": {"uri": "synthetic://", "width": 320, "height": 180},
+        "fleet": {"enabled": True, "broker": broker.uri, "device_id": "cam1",
+                  "username": "cam1", "password_file": str(secret), "ca_file": str(broker.ca),
+                  "cert_file": str(cert), "key_file": str(key), "telemetry_s": 1.0},
+        "ota": {"enabled": True, "root": str(root), "health_s": 1.0},
+    })  # fmt: skip
+    app = Appliance(ConfigManager(config, tmp_path / "config.yaml"), web=False)
+    op = operator(broker)
+    app.start()
+    try:
+        op.wait_status("cam1", online=True)
+        report = op.rollout(["cam1"], str(update), canary=1.0, timeout=60)
+        assert report["results"]["cam1"]["state"] == "done", report
+        assert app.status()["models"]["versions"][BUNDLE] == "0.10.21-2"
+        assert app.models_dir == (root / "slots" / "b").resolve()  # the stages run it
+
+        def telemetry_says_installed() -> bool:  # the operator's view, from telemetry
+            models = op.status["cam1"].get("models", {})
+            job = (models.get("updates") or {}).get("job") or {}
+            return models["versions"][BUNDLE] == "0.10.21-2" and job.get("result") == "installed"
+
+        assert wait_until(telemetry_says_installed, 10.0)
+        assert op.status["cam1"]["online"] is True
+    finally:
+        assert app.stop(3.0) == []
+        op.stop()
