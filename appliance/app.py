@@ -24,9 +24,10 @@ from appliance.logs import set_level
 from appliance.output.codec import CodecSink, CodecSinkSettings
 from appliance.output.preview import JpegHub, PreviewSink
 from appliance.pipeline import Passthrough, Pipeline, Stage
-from appliance.pipeline.stage import RunsModels, settings_from
+from appliance.pipeline.stage import RunsModels, Sink, settings_from
 from appliance.runtime.bundle import factory_bundle_dir
 from appliance.updates import ModelUpdates
+from appliance.uvc.service import UvcService, UvcSink
 from ota.layout import slot_versions
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,10 @@ class Appliance:
         factory = factory_bundle_dir()
         self.models_dir = self.updates.prepare(factory) if self.updates else factory
         stages, self.vision_error = build_stages(cfg, self.models_dir)
-        sinks = [self.preview, self.codec]
+        self.uvc = self._uvc(cfg)
+        sinks: list[Sink] = [self.preview, self.codec]
+        if self.uvc is not None:
+            sinks.append(UvcSink(self.uvc))
         self.pipeline = Pipeline(stages, sinks, depth=cfg.pipeline.queue_depth)
         self.selector = SourceSelector(self._candidates(cfg), self._open_source)
         self.capture = CaptureLoop(self.selector, self.pipeline.submit)
@@ -157,11 +161,32 @@ class Appliance:
             self.web = WebServer(create_app(self, loopback), cfg.web.bind, cfg.web.port)
         self.fleet = self._fleet(cfg)
         self.started_at = 0.0
+        self._face_height = cfg.align.face_height  # what the host's zoom 100 means
+        self.restart_reason: str | None = None
         config.add_check(check_web_address)
         config.add_check(check_background)
         config.subscribe(self._apply_config)
 
     # -- wiring ---------------------------------------------------------------------
+
+    def _uvc(self, cfg: Config) -> UvcService | None:
+        """The webcam output, when enabled: the gadget is built by ``appliance gadget up``
+        (its own unit, as root); the daemon only runs the UVC function on its node."""
+        if not cfg.uvc.enabled:
+            return None
+        from appliance.hw.profile import detect_board
+
+        return UvcService(detect_board(), on_control=self._host_control)
+
+    def _host_control(self, name: str, value: int) -> None:
+        """The host's zoom tightens the auto-framing (100 = the configured framing)."""
+        if name != "zoom_absolute":
+            return
+        height = min(0.8, self._face_height * value / 100)
+        try:
+            self.config.update({"align": {"face_height": round(height, 3)}}, origin="uvc")
+        except (ConfigError, OSError) as exc:
+            log.warning("zoom from the host not applied: %s", exc)
 
     def _updates(self, cfg: Config) -> ModelUpdates | None:
         return ModelUpdates.from_config(self, cfg.ota) if cfg.ota.enabled else None
@@ -220,6 +245,12 @@ class Appliance:
     def request_snapshot(self) -> None:
         self.preview.want_snapshot()
 
+    def request_restart(self, reason: str) -> None:
+        """Exit with a failure status so systemd (Restart=on-failure) starts us afresh;
+        the supervisor notices within a second (see ``fatal``)."""
+        log.warning("restart requested: %s", reason)
+        self.restart_reason = reason
+
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
@@ -234,6 +265,8 @@ class Appliance:
             self.fleet.start()
         if self.updates is not None:
             self.updates.start()  # after the pipeline: a resumed job's gate watches it
+        if self.uvc is not None:
+            self.uvc.start()
 
     def stop(self, timeout: float = 1.5) -> list[str]:
         """Stop everything in reverse order; returns the parts that did not stop in time."""
@@ -241,6 +274,8 @@ class Appliance:
         hung = []
         if self.updates is not None:
             self.updates.stop()  # an unfinished gate leaves its job for the next start
+        if self.uvc is not None and not self.uvc.stop(max(0.1, deadline - time.monotonic())):
+            hung.append("uvc")
         if self.fleet is not None:
             self.fleet.stop(max(0.1, deadline - time.monotonic()))  # says offline first
         self.hub.close()  # ends MJPEG streams now, so their threads do not outlive us
@@ -256,6 +291,8 @@ class Appliance:
 
     def fatal(self) -> str | None:
         """A part died: the daemon cannot go on and exits for systemd to restart it."""
+        if self.restart_reason is not None:
+            return f"restart requested: {self.restart_reason}"
         if self.capture.failure is not None or (self.started_at and not self.capture.alive):
             return f"capture thread stopped: {self.capture.failure!r}"
         return self.pipeline.failure()
@@ -307,6 +344,7 @@ class Appliance:
             "pipeline": self.pipeline.stats(),
             "vision": {"error": self.vision_error or None},
             "codec": self.codec.stats(),
+            "uvc": self.uvc.status() if self.uvc is not None else {"enabled": False},
             "models": {
                 "dir": str(self.models_dir),
                 "versions": slot_versions(self.models_dir),

@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.codec.cli import add_codec_parser
     from appliance.codec.receive import add_receive_parser
     from appliance.fleet.cli import add_fleet_parser
+    from appliance.uvc.cli import add_gadget_parser
     from engines.cli import add_engines_parser  # light: the converters load in build only
     from ota.cli import add_ota_parser
 
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_codec_parser(sub)
     add_receive_parser(sub)
     add_fleet_parser(sub)
+    add_gadget_parser(sub)
     add_engines_parser(sub)
     add_ota_parser(sub)
     return parser
@@ -177,6 +179,12 @@ def _cmd_ota(args: argparse.Namespace) -> int:
     return ota_main(args)
 
 
+def _cmd_gadget(args: argparse.Namespace) -> int:
+    from appliance.uvc.cli import main as gadget_main
+
+    return gadget_main(args)
+
+
 def _cmd_engines(args: argparse.Namespace) -> int:
     return int(args.engines_func(args))
 
@@ -191,6 +199,7 @@ COMMANDS = {
     "receive": _cmd_receive,
     "fleet": _cmd_fleet,
     "engines": _cmd_engines,
+    "gadget": _cmd_gadget,
     "ota": _cmd_ota,
 }
 

@@ -235,6 +235,15 @@ class FleetConfig(Section):
     telemetry_s: float = Field(10.0, ge=1, le=3600, description="Seconds between telemetry")
 
 
+class UvcConfig(Section):
+    enabled: bool = Field(
+        False,
+        description="Stream the processed picture to the USB host, through the gadget "
+        "that `appliance gadget up` built",
+        json_schema_extra=RESTART,
+    )
+
+
 class OtaConfig(Section):
     enabled: bool = Field(
         False,
@@ -306,6 +315,7 @@ class Config(Section):
     codec: CodecConfig = Field(default_factory=CodecConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     ota: OtaConfig = Field(default_factory=OtaConfig)
+    uvc: UvcConfig = Field(default_factory=UvcConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

@@ -281,6 +281,24 @@ class v4l2_event(ctypes.Structure):
     ]
 
 
+class v4l2_queryctrl(ctypes.Structure):
+    _fields_ = [
+        ("id", _u32),
+        ("type", _u32),
+        ("name", ctypes.c_char * 32),
+        ("minimum", _s32),
+        ("maximum", _s32),
+        ("step", _s32),
+        ("default_value", _s32),
+        ("flags", _u32),
+        ("reserved", _u32 * 2),
+    ]
+
+
+class v4l2_control(ctypes.Structure):
+    _fields_ = [("id", _u32), ("value", _s32)]
+
+
 # ---------------------------------------------------------------- ioctls
 
 VIDIOC_QUERYCAP = _IOR("V", 0, v4l2_capability)
@@ -295,6 +313,9 @@ VIDIOC_STREAMON = _IOW("V", 18, ctypes.c_int)
 VIDIOC_STREAMOFF = _IOW("V", 19, ctypes.c_int)
 VIDIOC_G_PARM = _IOWR("V", 21, v4l2_streamparm)
 VIDIOC_S_PARM = _IOWR("V", 22, v4l2_streamparm)
+VIDIOC_G_CTRL = _IOWR("V", 27, v4l2_control)
+VIDIOC_S_CTRL = _IOWR("V", 28, v4l2_control)
+VIDIOC_QUERYCTRL = _IOWR("V", 36, v4l2_queryctrl)
 VIDIOC_ENUM_FRAMESIZES = _IOWR("V", 74, v4l2_frmsizeenum)
 VIDIOC_ENUM_FRAMEINTERVALS = _IOWR("V", 75, v4l2_frmivalenum)
 VIDIOC_DQEVENT = _IOR("V", 89, v4l2_event)
@@ -346,6 +367,8 @@ V4L2_EVENT_CTRL = 3
 V4L2_EVENT_FRAME_SYNC = 4
 V4L2_EVENT_SOURCE_CHANGE = 5
 V4L2_EVENT_MOTION_DET = 6
+V4L2_CTRL_FLAG_NEXT_CTRL = 0x80000000
+V4L2_CTRL_FLAG_DISABLED = 0x0001
 V4L2_EVENT_PRIVATE_START = 0x08000000  # driver-specific events (the UVC gadget's) start here
 V4L2_EVENT_SUB_FL_SEND_INITIAL = 0x0001
 V4L2_EVENT_SUB_FL_ALLOW_FEEDBACK = 0x0002
@@ -606,6 +629,42 @@ class Device:
         arm.timeperframe.denominator = rate.numerator
         self._ioctl("VIDIOC_S_PARM", VIDIOC_S_PARM, parm)
         return _fps(arm.timeperframe)
+
+    # -- controls
+
+    def controls(self) -> dict[str, dict[str, int]]:
+        """Every control the driver lists: name -> id, minimum, maximum, step, default."""
+        found: dict[str, dict[str, int]] = {}
+        next_id = V4L2_CTRL_FLAG_NEXT_CTRL
+        for _ in range(_ENUM_LIMIT):
+            query = v4l2_queryctrl(id=next_id)
+            try:
+                self._ioctl("VIDIOC_QUERYCTRL", VIDIOC_QUERYCTRL, query)
+            except V4L2Error as exc:
+                if exc.errno == errno.EINVAL:  # past the last control
+                    break
+                raise
+            if not query.flags & V4L2_CTRL_FLAG_DISABLED:
+                found[query.name.decode(errors="replace")] = {
+                    "id": int(query.id),
+                    "minimum": int(query.minimum),
+                    "maximum": int(query.maximum),
+                    "step": int(query.step),
+                    "default": int(query.default_value),
+                }
+            next_id = int(query.id) | V4L2_CTRL_FLAG_NEXT_CTRL
+        return found
+
+    def get_control(self, control_id: int) -> int:
+        control = v4l2_control(id=control_id)
+        self._ioctl("VIDIOC_G_CTRL", VIDIOC_G_CTRL, control)
+        return int(control.value)
+
+    def set_control(self, control_id: int, value: int) -> int:
+        """Set a control; returns the value the driver kept (it may clamp)."""
+        control = v4l2_control(id=control_id, value=value)
+        self._ioctl("VIDIOC_S_CTRL", VIDIOC_S_CTRL, control)
+        return int(control.value)
 
     # -- buffers and streaming
 

@@ -157,3 +157,33 @@ def test_systemd_analyze_security_exposure(tmp_path: Path) -> None:
     if "unrecognized option" in result.stderr or "invalid option" in result.stderr:
         pytest.skip(f"this systemd-analyze cannot score offline: {result.stderr.strip()}")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+
+
+GADGET_UNIT = UNIT.with_name("appliance-gadget.service")
+
+
+def test_the_gadget_unit_runs_before_the_daemon_and_systemd_accepts_it(tmp_path: Path) -> None:
+    sections = parse_unit(GADGET_UNIT.read_text())
+    unit = dict(sections["Unit"])
+    service = [value for key, value in sections["Service"] if key == "ExecStart"]
+    assert "appliance.service" in unit["Before"].split()
+    assert service == ["/opt/appliance/venv/bin/appliance gadget up --take-udc"]
+    assert dict(sections["Service"])["Type"] == "oneshot"
+    daemon = [v for k, v in parse_unit(UNIT.read_text())["Unit"] if k == "After"]
+    assert any("appliance-gadget.service" in v.split() for v in daemon)
+
+    tool = _systemd_analyze()
+    true = shutil.which("true") or "/bin/true"
+    copy = tmp_path / GADGET_UNIT.name
+    text = GADGET_UNIT.read_text().replace("/opt/appliance/venv/bin/appliance", true)
+    copy.write_text(text.replace("/sbin/modprobe", true))
+    result = subprocess.run(
+        [tool, "verify", "--man=no", "--generators=no", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0, output
+    complaints = [line for line in output.splitlines() if GADGET_UNIT.name in line]
+    assert complaints == [], "\n".join(complaints)

@@ -1,0 +1,365 @@
+"""``appliance gadget up|down|status``: the USB gadget in configfs, from the board profile.
+
+Layout written under ``/sys/kernel/config/usb_gadget/<name>/`` (see the kernel's
+Documentation/usb/gadget-uvc.rst)::
+
+    idVendor idProduct bcdDevice bcdUSB      strings/0x409/{manufacturer,product,serialnumber}
+    configs/c.1/            (macOS once refused a gadget whose configuration was not c.1)
+    functions/uvc.0/control/header/h        linked into control/class/{fs,ss}
+    functions/uvc.0/streaming/mjpeg/m/<W>x<H>/, uncompressed/u/<W>x<H>/
+    functions/uvc.0/streaming/header/h/{m,u} linked into streaming/class/{fs,hs,ss}
+    configs/c.1/uvc.0 -> functions/uvc.0, then UDC <- the board's device controller
+
+``up`` is idempotent: a gadget that already describes the profile's modes and is bound
+to the UDC is left alone (a host that has the camera open keeps it); anything else is
+torn down and rebuilt. A UDC held by another gadget (NVIDIA's ``nv-l4t-usb-device-mode``
+on a Jetson) is refused unless ``take_udc`` is set, which unbinds that gadget: the
+camera then replaces its USB network and serial functions until the next boot.
+
+Controls: this kernel's f_uvc writes the processing unit's and camera terminal's
+``bmControls`` itself (brightness; auto-exposure mode) and configfs exposes them
+read-only before Linux 6.3; where they are writable, the controls the camera implements
+are advertised (:data:`PU_CONTROL_BITS`). ``status`` says which are.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.hw.profile import BoardProfile
+from appliance.uvc.modes import max_frame_bytes, modes_for
+from appliance.uvc.protocol import Mode
+
+log = logging.getLogger(__name__)
+
+CONFIGFS = Path("/sys/kernel/config")
+GADGET_NAME = "appliance"
+FUNCTION = "uvc.0"
+CONFIG = "c.1"
+LANG = "0x409"
+# Linux Foundation's multifunction composite gadget ids: right for development; a
+# product ships with its own vendor id (hw profile or `gadget up --vendor`).
+VENDOR_ID = 0x1D6B
+PRODUCT_ID = 0x0104
+BCD_UVC = 0x0110  # UVC 1.1: 34-byte streaming controls, understood by every host
+# bmControls bits (UVC 1.5 tables 3-6, 3-8) for what the daemon implements.
+PU_CONTROL_BITS = {"brightness": 0, "contrast": 1, "saturation": 3, "sharpness": 4}
+CT_CONTROL_BITS = {"auto_exposure_mode": 1, "zoom_absolute": 9}
+FORMAT_DIRS = {"MJPG": ("mjpeg", "m"), "YUYV": ("uncompressed", "u")}
+
+
+class GadgetError(RuntimeError):
+    """The gadget cannot be built or bound; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    manufacturer: str
+    product: str
+    serial: str
+    vendor_id: int = VENDOR_ID
+    product_id: int = PRODUCT_ID
+
+
+class Gadget:
+    """One gadget directory under ``configfs/usb_gadget``."""
+
+    def __init__(
+        self, configfs: Path = CONFIGFS, name: str = GADGET_NAME, sys_root: Path = Path("/sys")
+    ) -> None:
+        self.configfs = Path(configfs)
+        self.sys_root = Path(sys_root)
+        self.root = self.configfs / "usb_gadget" / name
+        self.function = self.root / "functions" / FUNCTION
+
+    # -- queries --------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def udc(self) -> str:
+        return _read(self.root / "UDC") if self.exists() else ""
+
+    def modes(self) -> list[tuple[str, int, int, tuple[int, ...]]]:
+        """(fourcc, width, height, intervals) as configfs holds them, in header order."""
+        header = self.function / "streaming" / "header" / "h"
+        found: list[tuple[str, int, int, tuple[int, ...]]] = []
+        if not header.is_dir():
+            return found
+        links = (p for p in header.iterdir() if p.is_symlink())  # not its attributes
+        for link in sorted(links, key=_creation_order):
+            target = link.resolve()
+            fourcc = "MJPG" if target.parent.name == "mjpeg" else "YUYV"
+            for frame in sorted((p for p in target.iterdir() if p.is_dir()), key=_creation_order):
+                intervals = tuple(int(v) for v in _read(frame / "dwFrameInterval").split())
+                width, height = int(_read(frame / "wWidth")), int(_read(frame / "wHeight"))
+                found.append((fourcc, width, height, intervals))
+        return found
+
+    def interfaces(self) -> tuple[int, int]:
+        """(control, streaming) interface numbers, valid once bound."""
+        return (
+            int(_read(self.function / "control" / "bInterfaceNumber")),
+            int(_read(self.function / "streaming" / "bInterfaceNumber")),
+        )
+
+    def advertised_controls(self) -> list[str]:
+        pu = _bits(_read(self.function / "control/processing/default/bmControls"))
+        ct = _bits(_read(self.function / "control/terminal/camera/default/bmControls"))
+        names = [n for n, bit in PU_CONTROL_BITS.items() if bit in pu]
+        return names + [n for n, bit in CT_CONTROL_BITS.items() if bit in ct]
+
+    def state(self) -> str:
+        """The UDC's USB state (``not attached``, ``configured``, ...), or ``unbound``."""
+        udc = self.udc()
+        if not udc:
+            return "unbound"
+        return _read(self.sys_root / "class" / "udc" / udc / "state") or "unknown"
+
+    # -- up / down --------------------------------------------------------------------------
+
+    def up(self, profile: BoardProfile, identity: Identity, udc: str, take_udc: bool) -> bool:
+        """Build and bind; False when an identical gadget was already up (nothing done)."""
+        if profile.uvc is None:
+            raise GadgetError(f"board profile {profile.name} has no uvc section")
+        modes = modes_for(profile.uvc)
+        wanted = [(m.fourcc, m.width, m.height, m.intervals) for m in modes]
+        if self.exists() and self.udc() == udc and self.modes() == wanted:
+            return False
+        self._free_udc(udc, take_udc)
+        if self.exists():
+            self.down()
+        try:
+            self._build(profile, identity, modes)
+            _write(self.root / "UDC", udc)
+        except OSError as exc:
+            self.down()
+            raise GadgetError(f"cannot build the gadget: {exc}") from None
+        log.info("UVC gadget up on %s: %d modes", udc, len(modes))
+        return True
+
+    def down(self) -> None:
+        """Unbind and remove everything, in the reverse order configfs requires."""
+        if not self.exists():
+            return
+        if self.udc():
+            _write(self.root / "UDC", "\n")
+        fn = self.function
+        _unlink(self.root / "configs" / CONFIG / FUNCTION)
+        for speed in ("fs", "hs", "ss"):
+            _unlink(fn / "streaming" / "class" / speed / "h")
+        for speed in ("fs", "ss"):
+            _unlink(fn / "control" / "class" / speed / "h")
+        header = fn / "streaming" / "header" / "h"
+        if header.is_dir():
+            for link in header.iterdir():
+                _unlink(link)
+        _rmdir(header)
+        for kind, name in FORMAT_DIRS.values():
+            fmt = fn / "streaming" / kind / name
+            if fmt.is_dir():
+                for frame in (p for p in fmt.iterdir() if p.is_dir()):
+                    _rmdir(frame)
+            _rmdir(fmt)
+        _rmdir(fn / "control" / "header" / "h")
+        _rmdir(fn)
+        _rmdir(self.root / "configs" / CONFIG / "strings" / LANG)
+        _rmdir(self.root / "configs" / CONFIG)
+        _rmdir(self.root / "strings" / LANG)
+        _rmdir(self.root)
+        log.info("UVC gadget removed")
+
+    def _free_udc(self, udc: str, take_udc: bool) -> None:
+        gadgets = self.configfs / "usb_gadget"
+        if not gadgets.is_dir():
+            raise GadgetError(
+                f"{gadgets} is missing: load libcomposite and mount configfs "
+                "(modprobe libcomposite; mount -t configfs none /sys/kernel/config)"
+            )
+        for other in gadgets.iterdir():
+            if other == self.root or _read(other / "UDC") != udc:
+                continue
+            if not take_udc:
+                raise GadgetError(
+                    f"{udc} is used by gadget {other.name} (on a Jetson: "
+                    "nv-l4t-usb-device-mode); stop it, or pass --take-udc to unbind it"
+                )
+            log.warning("unbinding gadget %s from %s", other.name, udc)
+            _write(other / "UDC", "\n")
+
+    def _build(self, profile: BoardProfile, identity: Identity, modes: list[Mode]) -> None:
+        root, fn = self.root, self.function
+        spec = profile.uvc
+        assert spec is not None
+        _mkdir(root)
+        _write(root / "idVendor", f"0x{identity.vendor_id:04x}")
+        _write(root / "idProduct", f"0x{identity.product_id:04x}")
+        _write(root / "bcdDevice", "0x0100")
+        _write(root / "bcdUSB", "0x0200" if spec.usb_speed == "high" else "0x0300")
+        # Class EF/02/01 (IAD): a composite with an interface association, as UVC needs.
+        _write(root / "bDeviceClass", "0xef")
+        _write(root / "bDeviceSubClass", "0x02")
+        _write(root / "bDeviceProtocol", "0x01")
+        strings = root / "strings" / LANG
+        _mkdir(strings)
+        _write(strings / "manufacturer", identity.manufacturer)
+        _write(strings / "product", identity.product)
+        _write(strings / "serialnumber", identity.serial)
+        config = root / "configs" / CONFIG
+        _mkdir(config / "strings" / LANG)
+        _write(config / "strings" / LANG / "configuration", "UVC")
+        _write(config / "MaxPower", "500")
+
+        _mkdir(fn)
+        _write(fn / "function_name", identity.product[:31])
+        _write(fn / "streaming_maxpacket", str(spec.max_packet))
+        _write(fn / "streaming_maxburst", str(spec.max_burst))
+        _write(fn / "streaming_interval", str(spec.interval))
+        control_header = fn / "control" / "header" / "h"
+        _mkdir(control_header)
+        _write(control_header / "bcdUVC", f"0x{BCD_UVC:04x}")
+        for speed in ("fs", "ss"):
+            _symlink(control_header, fn / "control" / "class" / speed / "h")
+        _try_write(
+            fn / "control/processing/default/bmControls",
+            _bitmap(PU_CONTROL_BITS.values(), 2),
+        )
+        _try_write(
+            fn / "control/terminal/camera/default/bmControls",
+            _bitmap(CT_CONTROL_BITS.values(), 3),
+        )
+
+        header = fn / "streaming" / "header" / "h"
+        _mkdir(header)
+        for fourcc in dict.fromkeys(m.fourcc for m in modes):  # descriptor order
+            kind, name = FORMAT_DIRS[fourcc]
+            fmt = fn / "streaming" / kind / name
+            _mkdir(fmt)
+            for mode in (m for m in modes if m.fourcc == fourcc):
+                self._frame(fmt / f"{mode.width}x{mode.height}", mode, kind)
+            _symlink(fmt, header / name)
+        for speed in ("fs", "hs", "ss"):
+            _symlink(header, fn / "streaming" / "class" / speed / "h")
+        _symlink(fn, config / FUNCTION)
+
+    @staticmethod
+    def _frame(path: Path, mode: Mode, kind: str) -> None:
+        _mkdir(path)
+        _write(path / "wWidth", str(mode.width))
+        _write(path / "wHeight", str(mode.height))
+        size = max_frame_bytes(kind, mode.width, mode.height)
+        _write(path / "dwMaxVideoFrameBufferSize", str(size))
+        fastest = min(mode.intervals)
+        bits_per_frame = mode.width * mode.height * 16
+        _write(path / "dwMinBitRate", str(bits_per_frame * 10_000_000 // max(mode.intervals)))
+        _write(path / "dwMaxBitRate", str(bits_per_frame * 10_000_000 // fastest))
+        # One interval per line, in the profile's order (its first is the default).
+        _write(path / "dwFrameInterval", "\n".join(str(i) for i in mode.intervals) + "\n")
+        _write(path / "dwDefaultFrameInterval", str(mode.default_interval))
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        if not self.exists():
+            return {"gadget": None, "udc": None, "state": "absent", "modes": []}
+        bound = bool(self.udc())
+        return {
+            "gadget": str(self.root),
+            "udc": self.udc() or None,
+            "state": self.state(),
+            "modes": [
+                {"format": f, "width": w, "height": h, "fps": [round(1e7 / i, 3) for i in iv]}
+                for f, w, h, iv in self.modes()
+            ],
+            "interfaces": list(self.interfaces()) if bound else None,
+            "controls": self.advertised_controls(),
+        }
+
+
+def find_udc(profile: BoardProfile, sys_root: Path = Path("/sys")) -> str:
+    """The first of the profile's UDCs that exists, else the only one there is."""
+    present = sorted(p.name for p in (sys_root / "class" / "udc").glob("*"))
+    for name in profile.udc:
+        if name in present:
+            return name
+    if len(present) == 1:
+        return present[0]
+    if not present:
+        raise GadgetError("no USB device controller (UDC) in /sys/class/udc")
+    raise GadgetError(f"several UDCs ({', '.join(present)}) and none in the profile: use --udc")
+
+
+# -- configfs helpers: each step says what failed -------------------------------------------
+
+
+def _creation_order(path: Path) -> tuple[int, str]:
+    # configfs lists children newest first; descriptors follow creation order. The inode
+    # numbers of configfs items grow with creation, so they restore it.
+    try:
+        return (path.lstat().st_ino, path.name)
+    except OSError:
+        return (0, path.name)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        with open(path, "w") as out:
+            out.write(value)
+    except OSError as exc:
+        raise OSError(exc.errno, f"writing {value.strip()!r} to {path}: {exc.strerror}") from None
+
+
+def _try_write(path: Path, value: str) -> bool:
+    """Write an attribute that older kernels keep read-only; False if they did."""
+    try:
+        _write(path, value)
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EINVAL, errno.EROFS):
+            raise
+        return False
+
+
+def _mkdir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _symlink(target: Path, link: Path) -> None:
+    if not link.is_symlink():
+        os.symlink(target, link)
+
+
+def _unlink(path: Path) -> None:
+    if path.is_symlink():
+        path.unlink()
+
+
+def _rmdir(path: Path) -> None:
+    if path.is_dir():
+        path.rmdir()
+
+
+def _bitmap(bits: Any, size: int) -> str:
+    value = 0
+    for bit in bits:
+        value |= 1 << bit
+    return " ".join(str((value >> (8 * i)) & 0xFF) for i in range(size))
+
+
+def _bits(text: str) -> set[int]:
+    value = 0
+    for i, part in enumerate(text.split()):
+        value |= int(part, 0) << (8 * i)
+    return {b for b in range(24) if value >> b & 1}

@@ -1,0 +1,383 @@
+"""The webcam against the real Linux UVC stack: gadget and host in one guest kernel.
+
+In one boot (``guest_checks``, run inside the VM from this file): ``appliance gadget
+up`` builds the gadget from the generic-x86 profile and binds it to ``usbip-vudc``; the
+daemon's UVC service runs its loop on the gadget's node; the UDC is looped back to the
+same kernel's ``vhci-hcd`` through a socket pair, so Linux's ``uvcvideo`` enumerates
+the camera as a host would. The host side's V4L2 then lists formats, sizes and
+intervals, opens each format (probe/commit through the service), reads and writes
+controls, streams on and off, and finally the cable is pulled (vhci detach).
+
+What cannot cross usbip-vudc is the isochronous payload (the host sees -EXDEV), so the
+bytes of the video are tested in-process (tests/uvc).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.vm.harness import VM, VMResult
+
+pytestmark = pytest.mark.slow
+
+MODULES = ["libcomposite", "usb_f_uvc", "usbip-vudc", "vhci-hcd", "uvcvideo"]
+UDC = "usbip-vudc.0"
+BOARD = "generic-x86"
+
+
+# ---------------------------------------------------------------- in the guest
+
+
+def _check(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> None:
+    started = time.monotonic()
+    try:
+        results[name] = {"ok": True, **fn()}
+    except Exception:
+        results[name] = {"ok": False, "error": traceback.format_exc()}
+    results[name]["seconds"] = round(time.monotonic() - started, 2)
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, step: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def _gadget_cli(*args: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "gadget", "--board", BOARD, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return {"rc": proc.returncode, "out": proc.stdout.strip(), "err": proc.stderr.strip()[-800:]}
+
+
+def _host_node() -> str | None:
+    """The host side's capture node made by uvcvideo for the looped-back camera."""
+    from appliance.platform import v4l2
+
+    for node in sorted(Path("/sys/class/video4linux").glob("video*")):
+        try:
+            with v4l2.Device(f"/dev/{node.name}") as dev:
+                driver = bytes(dev.querycap().driver).rstrip(b"\0")
+                if driver == b"uvcvideo" and dev.is_capture():
+                    return f"/dev/{node.name}"
+        except OSError:
+            continue
+    return None
+
+
+class Cable:
+    """usbip-vudc looped back into vhci-hcd: plugging and pulling the USB cable."""
+
+    def __init__(self) -> None:
+        self.pair: tuple[socket.socket, socket.socket] | None = None
+
+    def plug(self) -> None:
+        self.pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        gadget_end, host_end = self.pair
+        Path(f"/sys/devices/platform/{UDC}/usbip_sockfd").write_text(str(gadget_end.fileno()))
+        # port 0 (high speed), devid 0x10002, speed 3 = USB_SPEED_HIGH
+        attach = f"0 {host_end.fileno()} {0x10002} 3"
+        Path("/sys/devices/platform/vhci_hcd.0/attach").write_text(attach)
+
+    def pull(self) -> None:
+        Path("/sys/devices/platform/vhci_hcd.0/detach").write_text("0")
+
+
+def guest_checks() -> dict[str, Any]:
+    import numpy as np
+
+    from appliance.hw.profile import load_profiles
+    from appliance.platform import v4l2
+    from appliance.uvc.service import UvcService
+
+    if not Path("/sys/kernel/config/usb_gadget").is_dir():
+        subprocess.run(["mount", "-t", "configfs", "none", "/sys/kernel/config"], check=True)
+    profile = next(p for p in load_profiles() if p.name == BOARD)
+    results: dict[str, Any] = {}
+    service = UvcService(profile)
+    cable = Cable()
+    host: dict[str, Any] = {}
+
+    def gadget_up() -> dict[str, Any]:
+        first = _gadget_cli("up", "--udc", UDC, "--serial", "vm-test-1")
+        second = _gadget_cli("up", "--udc", UDC, "--serial", "vm-test-1")
+        status = _gadget_cli("status", "--json")
+        return {
+            "first": first,
+            "second": second,
+            "status": json.loads(status["out"]) if status["rc"] == 0 else status,
+        }
+
+    _check(results, "gadget_up", gadget_up)
+
+    stop_frames = threading.Event()
+
+    def feed() -> None:  # what the pipeline's UVC sink does: the newest picture
+        level = 0
+        while not stop_frames.wait(1 / 30):
+            level = (level + 8) % 256
+            if service.streaming:
+                service.frames.put(np.full((720, 1280, 3), level, np.uint8))
+
+    feeder = threading.Thread(target=feed, daemon=True)
+
+    def enumerate_on_host() -> dict[str, Any]:
+        service.start()
+        assert _wait(lambda: service.function is not None, 10), service.problem
+        state_before = service.gadget.state()
+        cable.plug()
+        node = _wait(_host_node, 30)
+        assert node, "uvcvideo made no capture node"
+        host["node"] = node
+        with v4l2.Device(node) as dev:
+            card = bytes(dev.querycap().card).rstrip(b"\0").decode()
+            formats = [
+                {"format": fourcc, "sizes": [[w, h, rates] for w, h, rates in sizes]}
+                for fourcc, _desc, sizes in dev.formats()
+            ]
+        return {
+            "node": node,
+            "card": card,
+            "formats": formats,
+            "udc_state_before": state_before,
+            "udc_state": _wait(lambda: service.gadget.state() == "configured", 10)
+            and service.gadget.state(),
+            "events": dict(service.function.events) if service.function else None,
+        }
+
+    _check(results, "enumerate", enumerate_on_host)
+
+    def probe_commit() -> dict[str, Any]:
+        opened = []
+        assert service.function is not None
+        negotiation = service.function.handler.negotiation
+        for mode in negotiation.modes:
+            with v4l2.Device(host["node"]) as dev:
+                chosen = dev.set_format(mode.width, mode.height, mode.fourcc)
+                probe = negotiation.probe
+                opened.append(
+                    {
+                        "asked": [mode.fourcc, mode.width, mode.height],
+                        "host_got": [
+                            v4l2.fourcc_str(chosen.pixelformat),
+                            int(chosen.width),
+                            int(chosen.height),
+                        ],
+                        "probe": [probe.bFormatIndex, probe.bFrameIndex, probe.dwFrameInterval],
+                        "index": [mode.format_index, mode.frame_index],
+                    }
+                )
+        return {"opened": opened, "events": dict(service.function.events)}
+
+    _check(results, "probe_commit", probe_commit)
+
+    def controls() -> dict[str, Any]:
+        assert service.function is not None
+        handler = service.function.handler
+        with v4l2.Device(host["node"]) as dev:
+            listed = dev.controls()
+            brightness = listed["Brightness"]
+            before = dev.get_control(brightness["id"])
+            kept = dev.set_control(brightness["id"], 17)
+            after = dev.get_control(brightness["id"])
+        # The DATA event reaches the daemon's thread just after the host's call returns.
+        _wait(lambda: handler.controls[(2, 0x02)].value == 17, 5)
+        return {
+            "listed": listed,
+            "before": before,
+            "kept": kept,
+            "after": after,
+            "daemon_value": handler.controls[(2, 0x02)].value,
+            "daemon_adjust": service.function.adjust.brightness,
+            "stalls": handler.stalls,
+        }
+
+    _check(results, "controls", controls)
+
+    def stream() -> dict[str, Any]:
+        assert service.function is not None
+        function = service.function
+        feeder.start()
+        with v4l2.Device(host["node"]) as dev:
+            dev.set_format(640, 480, "YUYV")
+            dev.set_fps(15)
+            committed_before = function.handler.negotiation.committed
+            error = None
+            try:
+                dev.start(4)
+            except OSError as exc:  # the isochronous endpoint cannot cross vudc
+                error = str(exc)
+            on = _wait(lambda: function.streaming, 10)
+            mode = function.mode
+            sent = _wait(lambda: function.sent >= 3, 10) and function.sent
+            committed = function.handler.negotiation.committed
+            dev.stop()
+            off = _wait(lambda: not function.streaming, 10)
+        return {
+            "host_start_error": error,
+            "streaming_seen": bool(on),
+            "committed_before": committed_before is not None,
+            "committed": None
+            if committed is None
+            else [committed.bFormatIndex, committed.bFrameIndex, committed.dwFrameInterval],
+            "mode": None if mode is None else [mode.fourcc, mode.width, mode.height],
+            "interval_s": function.interval_s,
+            "frames_queued": sent,
+            "stopped": bool(off),
+            "events": dict(function.events),
+        }
+
+    _check(results, "stream", stream)
+
+    def disconnect() -> dict[str, Any]:
+        assert service.function is not None
+        function = service.function
+        cable.pull()
+        gone = _wait(lambda: _host_node() is None, 10)
+        seen = _wait(lambda: function.events.get("disconnect", 0) > 0, 10)
+        return {
+            "host_node_gone": bool(gone),
+            "disconnect_event": bool(seen),
+            "udc_state": service.gadget.state(),
+            "status": service.status(),
+        }
+
+    _check(results, "disconnect", disconnect)
+    stop_frames.set()
+    service.stop(2.0)
+
+    def gadget_down() -> dict[str, Any]:
+        down = _gadget_cli("down")
+        status = _gadget_cli("status", "--json")
+        return {
+            "down": down,
+            "status": json.loads(status["out"]) if status["rc"] == 0 else status,
+            "leftover": os.path.exists("/sys/kernel/config/usb_gadget/appliance"),
+        }
+
+    _check(results, "gadget_down", gadget_down)
+    return results
+
+
+# ---------------------------------------------------------------- on the host
+
+
+@pytest.fixture(scope="module")
+def guest(vm: VM) -> tuple[dict[str, Any], VMResult]:
+    return vm.call(__file__, "guest_checks", modules=MODULES, timeout=300)
+
+
+def _part(guest: tuple[dict[str, Any], VMResult], name: str) -> dict[str, Any]:
+    results, run = guest
+    part = results[name]
+    assert part["ok"], f"{name} failed in the guest:\n{part.get('error')}\n{run.describe()}"
+    return part
+
+
+def _profile_modes() -> list[dict[str, Any]]:
+    from appliance.hw.profile import load_profiles
+
+    profile = next(p for p in load_profiles() if p.name == BOARD)
+    assert profile.uvc is not None
+    names = {"mjpeg": "MJPG", "yuyv": "YUYV"}
+    return [
+        {
+            "format": names[f.format],
+            "sizes": [[fr.width, fr.height, sorted(fr.fps, reverse=True)] for fr in f.frames],
+        }
+        for f in profile.uvc.formats
+    ]
+
+
+def test_gadget_up_builds_the_profile_and_is_idempotent(guest) -> None:
+    part = _part(guest, "gadget_up")
+    assert part["first"]["rc"] == 0, part["first"]
+    assert "gadget up on usbip-vudc.0" in part["first"]["out"]
+    assert part["second"]["rc"] == 0 and "already up" in part["second"]["out"]
+    status = part["status"]
+    assert status["udc"] == UDC
+    modes = [[m["format"], m["width"], m["height"]] for m in status["modes"]]
+    expected = [[f["format"], w, h] for f in _profile_modes() for w, h, _ in f["sizes"]]
+    assert modes == expected
+
+
+def test_the_host_enumerates_exactly_the_profiles_formats_sizes_and_rates(guest) -> None:
+    part = _part(guest, "enumerate")
+    assert part["card"]  # uvcvideo named the camera
+    listed = [
+        {
+            "format": f["format"],
+            "sizes": [[w, h, sorted(r, reverse=True)] for w, h, r in f["sizes"]],
+        }
+        for f in part["formats"]
+    ]
+    assert listed == _profile_modes()
+    assert part["udc_state"] == "configured"
+    assert part["events"].get("connect", 0) >= 1 or part["events"].get("setup", 0) >= 1
+
+
+def test_opening_each_format_runs_probe_through_the_daemon(guest) -> None:
+    part = _part(guest, "probe_commit")
+    for opened in part["opened"]:
+        assert opened["host_got"] == opened["asked"], opened
+        assert opened["probe"][:2] == opened["index"], opened
+    assert part["events"]["setup"] >= 2 * len(part["opened"])
+
+
+def test_controls_read_and_write_through_the_daemon(guest) -> None:
+    part = _part(guest, "controls")
+    brightness = part["listed"]["Brightness"]
+    assert (brightness["minimum"], brightness["maximum"], brightness["default"]) == (-64, 64, 0)
+    assert part["before"] == 0
+    assert part["kept"] == 17 and part["after"] == 17
+    assert part["daemon_value"] == 17 and part["daemon_adjust"] == 17
+
+
+def test_streamon_reaches_the_daemon_and_streamoff_stops_it(guest) -> None:
+    part = _part(guest, "stream")
+    assert part["streaming_seen"], part
+    assert part["committed"] is not None and part["committed"][2] == 666_667
+    assert part["mode"] == ["YUYV", 640, 480]
+    assert part["frames_queued"] >= 3
+    assert part["stopped"]
+    assert part["events"]["streamon"] >= 1 and part["events"]["streamoff"] >= 1
+
+
+def test_a_pulled_cable_is_a_disconnect(guest) -> None:
+    part = _part(guest, "disconnect")
+    assert part["host_node_gone"]
+    assert part["disconnect_event"]
+    assert part["status"]["streaming"] is False
+
+
+def test_gadget_down_removes_everything(guest) -> None:
+    part = _part(guest, "gadget_down")
+    assert part["down"]["rc"] == 0
+    assert part["status"]["state"] == "absent"
+    assert not part["leftover"]
+
+
+def test_the_guest_kernel_stayed_healthy(guest) -> None:
+    _, run = guest
+    for bad in ("BUG:", "Oops", "WARNING:", "general protection"):
+        assert bad not in run.dmesg, run.dmesg[-3000:]
