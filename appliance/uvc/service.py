@@ -60,18 +60,45 @@ class UvcService:
         self.function: UvcFunction | None = None
         self.problem: str | None = "not started"
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a UDC or video node came or went
         self._thread: threading.Thread | None = None
+        self._observer: Any = None
+        self.watch = "polling"
 
     @property
     def streaming(self) -> bool:
         return self.function is not None and self.function.streaming
 
     def start(self) -> None:
+        self._watch_udev()
         self._thread = threading.Thread(target=self._run, name="uvc", daemon=True)
         self._thread.start()
 
+    def _watch_udev(self) -> None:
+        """Wake the search at once when a UDC or the gadget's video node appears (a late
+        UDC driver, ``gadget up`` after the daemon); polling still covers both."""
+        try:
+            import pyudev
+
+            context = pyudev.Context()
+            source = "udev" if Path("/run/udev/control").exists() else "kernel"
+            monitor = pyudev.Monitor.from_netlink(context, source=source)
+            monitor.filter_by(subsystem="udc")
+            monitor.filter_by(subsystem="video4linux")
+            self._observer = pyudev.MonitorObserver(
+                monitor, callback=lambda _device: self._wake.set(), name="uvc-udev"
+            )
+            self._observer.daemon = True
+            self._observer.start()
+            self.watch = f"{source} events"
+        except Exception as exc:  # no netlink, no pyudev: polling alone
+            self.watch = f"polling ({exc})"
+
     def stop(self, timeout: float = 1.0) -> bool:
         self._stop.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.send_stop()
         if self._thread is not None:
             self._thread.join(timeout)
             return not self._thread.is_alive()
@@ -81,7 +108,8 @@ class UvcService:
         while not self._stop.is_set():
             node = self._open()
             if node is None:
-                self._stop.wait(RETRY_S)
+                self._wake.wait(RETRY_S)
+                self._wake.clear()
                 continue
             try:
                 assert self.function is not None
@@ -134,5 +162,6 @@ class UvcService:
             "udc": self.gadget.udc() or None,
             "udc_state": self.gadget.state(),
             "problem": self.problem,
+            "watch": self.watch,
             **(function.stats() if function is not None else {"streaming": False}),
         }

@@ -103,6 +103,55 @@ class Cable:
         Path("/sys/devices/platform/vhci_hcd.0/detach").write_text("0")
 
 
+class RawUsb:
+    """usbfs on the host side: control requests uvcvideo would never send. The control
+    interface is taken from uvcvideo for the time of the test."""
+
+    def __init__(self, node: str) -> None:
+        import ctypes
+        import fcntl
+
+        from appliance.platform.v4l2 import _IOC, _IOR, _IOWR
+
+        class ctrl(ctypes.Structure):
+            _fields_ = [
+                ("bRequestType", ctypes.c_uint8),
+                ("bRequest", ctypes.c_uint8),
+                ("wValue", ctypes.c_uint16),
+                ("wIndex", ctypes.c_uint16),
+                ("wLength", ctypes.c_uint16),
+                ("timeout", ctypes.c_uint32),
+                ("data", ctypes.c_void_p),
+            ]
+
+        class usb_ioctl(ctypes.Structure):
+            _fields_ = [("ifno", ctypes.c_int), ("code", ctypes.c_int), ("data", ctypes.c_void_p)]
+
+        self.ctypes, self.fcntl, self.ctrl = ctypes, fcntl, ctrl
+        self.CONTROL = _IOWR("U", 0, ctrl)
+        self.CLAIM = _IOR("U", 15, ctypes.c_uint)
+        usbdev = Path(f"/sys/class/video4linux/{Path(node).name}/device").resolve().parent
+        bus, dev = int((usbdev / "busnum").read_text()), int((usbdev / "devnum").read_text())
+        self.fd = os.open(f"/dev/bus/usb/{bus:03d}/{dev:03d}", os.O_RDWR)
+        disconnect = usb_ioctl(ifno=0, code=_IOC(0, "U", 22, 0))
+        fcntl.ioctl(self.fd, _IOWR("U", 18, usb_ioctl), disconnect)  # uvcvideo lets go
+        fcntl.ioctl(self.fd, self.CLAIM, ctypes.c_uint(0))
+
+    def control(
+        self, kind: int, request: int, value: int, index: int, length: int, data: bytes = b""
+    ) -> dict[str, Any]:
+        buf = self.ctypes.create_string_buffer(data.ljust(length, b"\0"), max(length, 1))
+        req = self.ctrl(kind, request, value, index, length, 2000, self.ctypes.addressof(buf))
+        try:
+            got = self.fcntl.ioctl(self.fd, self.CONTROL, req)
+        except OSError as exc:
+            return {"stalled": exc.errno == 32, "errno": exc.errno}
+        return {"stalled": False, "data": list(buf.raw[:got])}
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def guest_checks() -> dict[str, Any]:
     import numpy as np
 
@@ -187,7 +236,29 @@ def guest_checks() -> dict[str, Any]:
                         "index": [mode.format_index, mode.frame_index],
                     }
                 )
-        return {"opened": opened, "events": dict(service.function.events)}
+        committed = []
+        function = service.function
+        feeder.start()  # the pipeline's pictures, from here on
+        for mode in negotiation.modes:  # STREAMON commits: each mode, streamed briefly
+            with v4l2.Device(host["node"]) as dev:
+                dev.set_format(mode.width, mode.height, mode.fourcc)
+                dev.set_fps(1e7 / mode.default_interval)
+                dev.start(4)
+                on = _wait(lambda: function.streaming, 10)
+                sent = _wait(lambda: function.sent > 0, 10)
+                c = negotiation.committed
+                dev.stop()
+                _wait(lambda: not function.streaming, 10)
+            committed.append(
+                {
+                    "index": [mode.format_index, mode.frame_index],
+                    "committed": None if c is None else [c.bFormatIndex, c.bFrameIndex],
+                    "streamed": bool(on),
+                    "queued": bool(sent),
+                }
+            )
+            function.sent = 0
+        return {"opened": opened, "committed": committed, "events": dict(function.events)}
 
     _check(results, "probe_commit", probe_commit)
 
@@ -217,7 +288,6 @@ def guest_checks() -> dict[str, Any]:
     def stream() -> dict[str, Any]:
         assert service.function is not None
         function = service.function
-        feeder.start()
         with v4l2.Device(host["node"]) as dev:
             dev.set_format(640, 480, "YUYV")
             dev.set_fps(15)
@@ -248,6 +318,30 @@ def guest_checks() -> dict[str, Any]:
         }
 
     _check(results, "stream", stream)
+
+    def malformed() -> dict[str, Any]:
+        assert service.function is not None
+        handler = service.function.handler
+        stalls_before = handler.stalls
+        usb = RawUsb(host["node"])
+        try:
+            answers = {
+                "hue": usb.control(0xA1, 0x81, 0x06 << 8, (2 << 8) | 0, 2),
+                "no_such_unit": usb.control(0xA1, 0x81, 0x02 << 8, (9 << 8) | 0, 2),
+                "error_code": usb.control(0xA1, 0x81, 0x02 << 8, 0, 1),
+                "vendor": usb.control(0xC1, 0x01, 0, 0, 4),
+                "set_too_long": usb.control(0x21, 0x01, 0x02 << 8, (2 << 8) | 0, 4, bytes(4)),
+                "brightness": usb.control(0xA1, 0x81, 0x02 << 8, (2 << 8) | 0, 2),
+            }
+        finally:
+            usb.close()
+        return {
+            "answers": answers,
+            "stalls": handler.stalls - stalls_before,
+            "loop_alive": service._thread is not None and service._thread.is_alive(),
+        }
+
+    _check(results, "malformed", malformed)
 
     def disconnect() -> dict[str, Any]:
         assert service.function is not None
@@ -351,6 +445,25 @@ def test_controls_read_and_write_through_the_daemon(guest) -> None:
     assert part["before"] == 0
     assert part["kept"] == 17 and part["after"] == 17
     assert part["daemon_value"] == 17 and part["daemon_adjust"] == 17
+
+
+def test_every_mode_is_committed_and_streamed_through_the_daemon(guest) -> None:
+    part = _part(guest, "probe_commit")
+    for mode in part["committed"]:
+        assert mode["committed"] == mode["index"], mode
+        assert mode["streamed"] and mode["queued"], mode
+
+
+def test_malformed_and_unexpected_requests_stall_and_the_loop_goes_on(guest) -> None:
+    part = _part(guest, "malformed")
+    answers = part["answers"]
+    assert answers["hue"]["stalled"] and answers["no_such_unit"]["stalled"]
+    assert answers["error_code"] == {"stalled": False, "data": [0x05]}  # invalid unit
+    assert answers["vendor"]["stalled"]  # refused by f_uvc itself
+    assert answers["set_too_long"]["stalled"]
+    assert answers["brightness"] == {"stalled": False, "data": [17, 0]}  # still answering
+    assert part["stalls"] >= 3
+    assert part["loop_alive"]
 
 
 def test_streamon_reaches_the_daemon_and_streamoff_stops_it(guest) -> None:
