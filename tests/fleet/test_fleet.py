@@ -200,19 +200,26 @@ def test_bad_broker_addresses_are_refused_by_the_schema(uri):
         Config.model_validate({"fleet": {"broker": uri}})
 
 
-def test_the_daemon_joins_the_fleet_and_says_goodbye(broker, tmp_path):
-    from appliance.app import Appliance
+def daemon_config(broker, tmp_path, name: str = "cam1", **sections):
+    """A daemon's config that joins ``broker`` as ``name`` (its password in a file)."""
     from appliance.config import parse_config
 
-    cert, key = broker.cert("cam1")
+    cert, key = broker.cert(name)
     secret = tmp_path / "password"
-    secret.write_text(broker.password("cam1") + "\n")
-    config = parse_config({
+    secret.write_text(broker.password(name) + "\n")
+    return parse_config({
         "source": {"uri": "synthetic://", "width": 320, "height": 180},
-        "fleet": {"enabled": True, "broker": broker.uri, "device_id": "cam1",
-                  "username": "cam1", "password_file": str(secret), "ca_file": str(broker.ca),
+        "fleet": {"enabled": True, "broker": broker.uri, "device_id": name,
+                  "username": name, "password_file": str(secret), "ca_file": str(broker.ca),
                   "cert_file": str(cert), "key_file": str(key), "telemetry_s": 1.0},
+        **sections,
     })  # fmt: skip
+
+
+def test_the_daemon_joins_the_fleet_and_says_goodbye(broker, tmp_path):
+    from appliance.app import Appliance
+
+    config = daemon_config(broker, tmp_path)
     app = Appliance(ConfigManager(config, tmp_path / "config.yaml"), web=False)
     op = operator(broker)
     app.start()

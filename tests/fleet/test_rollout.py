@@ -16,7 +16,7 @@ from ota.signing import keygen, load_private_key, load_public_key, sign
 from tests.conftest import wait_until
 from tests.ota.helpers import BUNDLE, make_bundle
 
-from .test_fleet import operator
+from .test_fleet import daemon_config, operator
 
 
 def failing_gate(_slot: Path) -> list[str]:
@@ -140,22 +140,13 @@ def test_the_fleet_command_rolls_out_to_a_group(broker, tmp_path, capsys):
 
 def test_the_daemon_takes_an_update_over_mqtt_and_runs_the_new_models(broker, tmp_path):
     from appliance.app import Appliance
-    from appliance.config import parse_config
 
     update, _ = signed_update(tmp_path)
     root = tmp_path / "ota"
     (root / "keys").mkdir(parents=True)
     shutil.copy(tmp_path / "keys" / "ota-signing.pub", root / "keys")
-    cert, key = broker.cert("cam1")
-    secret = tmp_path / "password"
-    secret.write_text(broker.password("cam1") + "\n")
-    config = parse_config({
-        "source": {"uri": "synthetic://", "width": 320, "height": 180},
-        "fleet": {"enabled": True, "broker": broker.uri, "device_id": "cam1",
-                  "username": "cam1", "password_file": str(secret), "ca_file": str(broker.ca),
-                  "cert_file": str(cert), "key_file": str(key), "telemetry_s": 1.0},
-        "ota": {"enabled": True, "root": str(root), "health_s": 1.0},
-    })  # fmt: skip
+    ota = {"enabled": True, "root": str(root), "health_s": 1.0}
+    config = daemon_config(broker, tmp_path, ota=ota)
     app = Appliance(ConfigManager(config, tmp_path / "config.yaml"), web=False)
     op = operator(broker)
     app.start()

@@ -21,12 +21,13 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.vm.guest import check
 
 if TYPE_CHECKING:
     from tests.vm.harness import VM, VMResult
@@ -39,15 +40,6 @@ BOARD = "generic-x86"
 
 
 # ---------------------------------------------------------------- in the guest
-
-
-def _check(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> None:
-    started = time.monotonic()
-    try:
-        results[name] = {"ok": True, **fn()}
-    except Exception:
-        results[name] = {"ok": False, "error": traceback.format_exc()}
-    results[name]["seconds"] = round(time.monotonic() - started, 2)
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, step: float = 0.05) -> Any:
@@ -177,7 +169,7 @@ def guest_checks() -> dict[str, Any]:
             "status": json.loads(status["out"]) if status["rc"] == 0 else status,
         }
 
-    _check(results, "gadget_up", gadget_up)
+    check(results, "gadget_up", gadget_up)
 
     stop_frames = threading.Event()
 
@@ -214,7 +206,7 @@ def guest_checks() -> dict[str, Any]:
             "events": dict(service.function.events) if service.function else None,
         }
 
-    _check(results, "enumerate", enumerate_on_host)
+    check(results, "enumerate", enumerate_on_host)
 
     def probe_commit() -> dict[str, Any]:
         opened = []
@@ -260,7 +252,7 @@ def guest_checks() -> dict[str, Any]:
             function.sent = 0
         return {"opened": opened, "committed": committed, "events": dict(function.events)}
 
-    _check(results, "probe_commit", probe_commit)
+    check(results, "probe_commit", probe_commit)
 
     def controls() -> dict[str, Any]:
         assert service.function is not None
@@ -283,7 +275,7 @@ def guest_checks() -> dict[str, Any]:
             "stalls": handler.stalls,
         }
 
-    _check(results, "controls", controls)
+    check(results, "controls", controls)
 
     def stream() -> dict[str, Any]:
         assert service.function is not None
@@ -317,7 +309,7 @@ def guest_checks() -> dict[str, Any]:
             "events": dict(function.events),
         }
 
-    _check(results, "stream", stream)
+    check(results, "stream", stream)
 
     def malformed() -> dict[str, Any]:
         assert service.function is not None
@@ -341,7 +333,7 @@ def guest_checks() -> dict[str, Any]:
             "loop_alive": service._thread is not None and service._thread.is_alive(),
         }
 
-    _check(results, "malformed", malformed)
+    check(results, "malformed", malformed)
 
     def disconnect() -> dict[str, Any]:
         assert service.function is not None
@@ -356,7 +348,7 @@ def guest_checks() -> dict[str, Any]:
             "status": service.status(),
         }
 
-    _check(results, "disconnect", disconnect)
+    check(results, "disconnect", disconnect)
     stop_frames.set()
     service.stop(2.0)
 
@@ -369,7 +361,7 @@ def guest_checks() -> dict[str, Any]:
             "leftover": os.path.exists("/sys/kernel/config/usb_gadget/appliance"),
         }
 
-    _check(results, "gadget_down", gadget_down)
+    check(results, "gadget_down", gadget_down)
     return results
 
 

@@ -17,11 +17,11 @@ import ctypes
 import subprocess
 import threading
 import time
-import traceback
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.vm.guest import check
 
 if TYPE_CHECKING:
     from tests.vm.harness import VM, VMResult
@@ -46,16 +46,6 @@ BAR_TOLERANCE = 24  # per channel: measured within 3; a wrong byte order is off 
 
 
 # ---------------------------------------------------------------- in the guest
-
-
-def _check(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> None:
-    """Run one guest check; a failure is recorded with its traceback, the rest go on."""
-    started = time.monotonic()
-    try:
-        results[name] = {"ok": True, **fn()}
-    except Exception:
-        results[name] = {"ok": False, "error": traceback.format_exc()}
-    results[name]["seconds"] = round(time.monotonic() - started, 2)
 
 
 class v4l2_queryctrl(ctypes.Structure):
@@ -267,7 +257,7 @@ def guest_checks() -> dict[str, Any]:
             outcome["open_after"] = str(exc)
         return outcome
 
-    _check(results, "devices", devices)
+    check(results, "devices", devices)
     if path:
         for name, fn in [
             ("formats", formats),
@@ -276,7 +266,7 @@ def guest_checks() -> dict[str, Any]:
             ("disconnect", disconnect),
             ("unload", unload),  # last: it removes the driver
         ]:
-            _check(results, name, fn)
+            check(results, name, fn)
     return results
 
 
