@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 SWAP_TIMEOUT_S = 30.0  # every stage takes new models between two frames: far less
 FOLLOW_EVERY_S = 2.0  # how often the daemon checks for a slot switched by `appliance ota`
 POLL_S = 0.25
+PROGRESS_EVERY_S = 1.0
 NO_FRAMES_FPS = 0.5  # below this the rate cannot be judged (no camera streaming)
 
 
@@ -56,8 +57,12 @@ class ModelUpdates:
     def __init__(self, app: Appliance, root: Path, device: Device | None = None) -> None:
         self.app = app
         self.root = Path(root)
-        self.agent = Agent(self.root, [], device or Device.detect(), self.health_gate)
+        self.agent = Agent(
+            self.root, [], device or Device.detect(), self.health_gate, self._progress
+        )
+        self.agent.on_change = self._report  # every job state, as it happens
         self.on_status: Callable[[dict[str, Any]], None] | None = None
+        self._last_progress = 0.0
         self.error: str | None = None  # why updates cannot run (shown in status)
         self._busy = threading.Lock()
         self._stop = threading.Event()
@@ -124,7 +129,6 @@ class ModelUpdates:
             raise AgentError("the daemon is stopping; the next start resumes the update") from None
         finally:
             self._busy.release()
-        self._report(status)
         return status
 
     def _resume(self) -> None:
@@ -134,7 +138,7 @@ class ModelUpdates:
         finally:
             self._follow_active()
         if status["job"] is not None:
-            self._report(status)
+            self._report(status)  # a finished job: its final state once more on connect
 
     def _locked_update(self, work: Callable[[], None]) -> None:
         with self._busy:
@@ -167,6 +171,13 @@ class ModelUpdates:
     def _report(self, status: dict[str, Any]) -> None:
         if self.on_status is not None:
             self.on_status(status)
+
+    def _progress(self, done: int, total: int | None) -> None:
+        """Download progress, at most once a second (a camera may be on a slow link)."""
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_EVERY_S or done == total:
+            self._last_progress = now
+            self._report(self.agent.status())
 
     # -- the gate ---------------------------------------------------------------------------
 

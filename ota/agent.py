@@ -85,6 +85,8 @@ class Agent:
         self.device = device
         self.health_gate: HealthGate = health_gate or reference_gate
         self.progress = progress
+        # Called with :meth:`status` after every state change (job states for MQTT).
+        self.on_change: Callable[[dict[str, Any]], None] | None = None
         self._state: dict[str, Any] | None = None
         self._downloaded: tuple[int, int | None] | None = None
         self._steps: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
@@ -269,6 +271,16 @@ class Agent:
         job.update(state=to, error=None, updated=_now())
         job.update(fields)
         self._save(state)
+        self._announce()
+
+    def _announce(self) -> None:
+        """Tell ``on_change`` (the fleet's job states); its failure is not the job's."""
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(self.status())
+        except Exception:
+            log.exception("OTA status listener failed")
 
     def _finish(self, state: dict[str, Any], to: str, result: str, **fields: Any) -> None:
         self._transition(state, to, result=result, **fields)

@@ -69,7 +69,12 @@ def test_the_daemon_runs_the_active_slot_and_commits_an_update_that_runs_well(
         assert flowing(app)
         old_model = detector_model(app)
         update = signed(tmp_path, make_bundle(tmp_path / "v2", "0.10.21-2", 2), "v2.bundle")
+        reports: list[dict[str, Any]] = []
+        app.updates.on_status = reports.append  # type: ignore[union-attr]
         status = app.updates.install(str(update), "job-1")  # type: ignore[union-attr]
+        states = [r["job"]["state"] for r in reports if r["job"]]
+        assert states[-6:] == ["verify", "install", "activate", "health", "commit", "done"]
+        assert any(r["job"]["progress"]["done"] for r in reports if r["job"])  # downloaded
 
         assert status["job"]["result"] == "installed", status["job"]
         assert status["active_slot"] == "b"
