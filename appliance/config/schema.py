@@ -233,6 +233,12 @@ class FleetConfig(Section):
         json_schema_extra=RESTART,
     )
     telemetry_s: float = Field(10.0, ge=1, le=3600, description="Seconds between telemetry")
+    home_assistant: bool = Field(
+        False,
+        description="Announce the camera to Home Assistant (MQTT discovery, retained "
+        "under homeassistant/)",
+        json_schema_extra=RESTART,
+    )
 
 
 class UvcConfig(Section):

@@ -47,9 +47,11 @@ class FleetSettings:
     key_file: str = ""
     topic_prefix: str = "appliance"
     telemetry_s: float = 10.0
+    home_assistant: bool = False
+    name: str = "Conference camera"  # what people call it (Home Assistant's device name)
 
     @classmethod
-    def from_config(cls, section: Any) -> FleetSettings:
+    def from_config(cls, section: Any, name: str = "Conference camera") -> FleetSettings:
         password = ""
         if section.password_file:
             password = Path(section.password_file).read_text().strip()
@@ -63,6 +65,8 @@ class FleetSettings:
             section.key_file,
             section.topic_prefix,
             section.telemetry_s,
+            section.home_assistant,
+            name,
         )
 
 
@@ -144,6 +148,12 @@ class FleetClient:
         client.subscribe([(self.topics.desired, 1), (self.topics.commands, 1)])
         client.publish(self.topics.status, _json({"online": True, **self._summary()}), 1, True)
         client.publish(self.topics.reported, _json(self.shadow.reported()), 1, True)
+        if self.settings.home_assistant:
+            from appliance import __version__
+            from appliance.fleet.discovery import discovery_messages
+
+            for topic, document in discovery_messages(self.topics, self.settings.name, __version__):
+                client.publish(topic, _json(document), 1, True)
         self.connected.set()
         log.info("fleet: connected to %s as %s", self.settings.broker, self.settings.device_id)
 

@@ -124,7 +124,8 @@ def broker(tmp_path: Path):
         )
     # the operator sees everything; a camera only its own subtree
     (tmp_path / "acl").write_text(
-        f"user operator\ntopic readwrite {PREFIX}/#\n\npattern readwrite {PREFIX}/%u/#\n"
+        f"user operator\ntopic readwrite {PREFIX}/#\ntopic read homeassistant/#\n\n"
+        f"pattern readwrite {PREFIX}/%u/#\npattern write homeassistant/+/%u/#\n"
     )
     port = free_port()
     (tmp_path / "data").mkdir()

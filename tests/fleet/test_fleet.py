@@ -200,8 +200,9 @@ def test_bad_broker_addresses_are_refused_by_the_schema(uri):
         Config.model_validate({"fleet": {"broker": uri}})
 
 
-def daemon_config(broker, tmp_path, name: str = "cam1", **sections):
-    """A daemon's config that joins ``broker`` as ``name`` (its password in a file)."""
+def daemon_config(broker, tmp_path, name: str = "cam1", fleet=None, **sections):
+    """A daemon's config that joins ``broker`` as ``name`` (its password in a file);
+    ``fleet``: more fields of the fleet section."""
     from appliance.config import parse_config
 
     cert, key = broker.cert(name)
@@ -211,7 +212,8 @@ def daemon_config(broker, tmp_path, name: str = "cam1", **sections):
         "source": {"uri": "synthetic://", "width": 320, "height": 180},
         "fleet": {"enabled": True, "broker": broker.uri, "device_id": name,
                   "username": name, "password_file": str(secret), "ca_file": str(broker.ca),
-                  "cert_file": str(cert), "key_file": str(key), "telemetry_s": 1.0},
+                  "cert_file": str(cert), "key_file": str(key), "telemetry_s": 1.0,
+                  **(fleet or {})},
         **sections,
     })  # fmt: skip
 
