@@ -202,7 +202,11 @@ class Appliance:
         state = path.with_name(path.stem + ".fleet.json") if path is not None else None
         updater = self.updates.install if self.updates is not None else None
         client = FleetClient(
-            self.config, FleetSettings.from_config(cfg.fleet, cfg.device.name), self.status, state, updater
+            self.config,
+            FleetSettings.from_config(cfg.fleet, cfg.device.name),
+            self.status,
+            state,
+            updater,
         )
         if self.updates is not None:
             self.updates.on_status = client.publish_ota
