@@ -7,6 +7,7 @@ import logging
 import socket
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from appliance.capture.loop import CaptureLoop
 from appliance.capture.selector import Candidates, SourceSelector
 from appliance.capture.uri import open_source
 from appliance.config import Config, ConfigError, ConfigManager
+from appliance.frame import Frame
 from appliance.logs import set_level
 from appliance.output.codec import CodecSink, CodecSinkSettings
 from appliance.output.preview import JpegHub, PreviewSink
@@ -151,7 +153,12 @@ class Appliance:
             sinks.append(UvcSink(self.uvc))
         self.pipeline = Pipeline(stages, sinks, depth=cfg.pipeline.queue_depth)
         self.selector = SourceSelector(self._candidates(cfg), self._open_source)
-        self.capture = CaptureLoop(self.selector, self.pipeline.submit)
+        # The picture as captured, for the page's before/after toggle: its own sink on its
+        # own thread, encoding only while someone watches it.
+        self.before_hub = JpegHub()
+        self.before = PreviewSink(self.before_hub, cfg.web.jpeg_quality, cfg.web.preview_fps)
+        self.before_path = Pipeline([], [self.before])
+        self.capture = CaptureLoop(self.selector, self._captured)
         self.hotplug = HotplugMonitor(self.selector.device_added, self.selector.device_removed)
         self.web = None
         if web and cfg.web.enabled:
@@ -221,6 +228,7 @@ class Appliance:
 
     def _apply_config(self, old: Config, new: Config) -> None:
         self.pipeline.configure(new)
+        self.before_path.configure(new)
         if new.source != old.source:
             if (new.source.uri, new.source.fallback) != (old.source.uri, old.source.fallback):
                 self._source_override = None  # a newly chosen source replaces --source
@@ -246,8 +254,15 @@ class Appliance:
         log.info("new models queued from %s", bundles_dir)
         return swap
 
+    def _captured(self, frame: Frame) -> None:
+        self.pipeline.submit(frame)
+        if self.before.wants_frames():
+            # Its own Frame: the stages replace ``image`` and fill ``meta`` on theirs.
+            self.before_path.submit(replace(frame, meta={}))
+
     def request_snapshot(self) -> None:
         self.preview.want_snapshot()
+        self.before.want_snapshot()
 
     def request_restart(self, reason: str) -> None:
         """Exit with a failure status so systemd (Restart=on-failure) starts us afresh;
@@ -260,6 +275,7 @@ class Appliance:
     def start(self) -> None:
         self.started_at = time.monotonic()
         self.pipeline.start()
+        self.before_path.start()
         self.capture.start()
         if not self.hotplug.start():
             log.info("hot-plug: %s; re-checking cameras every few seconds", self.hotplug.reason)
@@ -283,12 +299,14 @@ class Appliance:
         if self.fleet is not None:
             self.fleet.stop(max(0.1, deadline - time.monotonic()))  # says offline first
         self.hub.close()  # ends MJPEG streams now, so their threads do not outlive us
+        self.before_hub.close()
         if self.web is not None and not self.web.stop(max(0.1, deadline - time.monotonic())):
             hung.append("web")
         self.hotplug.stop()
         if not self.capture.stop(max(0.1, deadline - time.monotonic())):
             hung.append("capture")
         hung += self.pipeline.stop(max(0.1, deadline - time.monotonic()))
+        hung += self.before_path.stop(max(0.1, deadline - time.monotonic()))
         return hung
 
     # -- health and status ----------------------------------------------------------

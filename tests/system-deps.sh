@@ -2,6 +2,7 @@
 # Debian packages that the tests run for real, installed when missing:
 #   systemd          systemd-analyze checks the unit files
 #   mosquitto        the fleet tests' real MQTT broker (TLS, passwords, ACLs)
+#   chromium         the web page's end-to-end tests (tests/web), driven by Playwright
 #   qemu-system-x86, busybox-static, cpio, kmod
 #                    the VM tests (tests/vm): boot Debian's kernel, real V4L2 and UVC stacks
 # Best effort: without root or sudo, or off Debian, it says what is missing and goes on;
@@ -9,7 +10,7 @@
 set -u
 command -v dpkg-query >/dev/null 2>&1 || { echo "system-deps: not a Debian system, skipping"; exit 0; }
 
-wanted="systemd mosquitto"
+wanted="systemd mosquitto chromium"
 [ "$(uname -m)" = x86_64 ] && wanted="$wanted qemu-system-x86 busybox-static cpio kmod"
 missing=
 for pkg in $wanted; do

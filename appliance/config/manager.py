@@ -55,6 +55,7 @@ class ConfigManager:
         self.path = path
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
+        self._failures: list[str] = []  # of the change being installed (see ``apply``)
         self._checks: list[Listener] = []
 
     @property
@@ -88,6 +89,20 @@ class ConfigManager:
         with self._lock:
             return self._commit(document, origin)
 
+    def apply(
+        self, document: Any, origin: str = "api", replace: bool = False
+    ) -> tuple[Config, list[str]]:
+        """``update`` (or ``replace``), and which parts failed to apply the change: the
+        caller may then put the previous configuration back."""
+        if not replace and not isinstance(document, dict):
+            raise ConfigError([f"(top level): expected a mapping, got {type(document).__name__}"])
+        with self._lock:
+            self._failures = []
+            if not replace:
+                document = merge(self._config.model_dump(mode="json"), document)
+            config, _ = self._commit(document, origin)
+            return config, list(self._failures)
+
     def reload(self) -> tuple[Config, set[str]]:
         """Re-read the config file (SIGHUP); a bad file is refused and the running one kept."""
         if self.path is None:
@@ -117,6 +132,7 @@ class ConfigManager:
         for listener in self._listeners:
             try:
                 listener(old, new)
-            except Exception:
+            except Exception as exc:
                 log.exception("applying the new configuration failed in %r", listener)
+                self._failures.append(str(exc) or type(exc).__name__)
         return new, needs_restart

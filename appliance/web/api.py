@@ -1,25 +1,23 @@
-"""JSON API: status and the configuration, through the one schema."""
+"""JSON API: status and the configuration, through the one schema (the page uses it)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from appliance.config import Config, ConfigError
-from appliance.web.app import DaemonView
+from appliance.web.apply import apply_change
+from appliance.web.common import daemon, optional
+from appliance.web.system import fleet_state, temperatures, uvc_state
 
 api = Blueprint("api", __name__)
 
 
-def _daemon() -> DaemonView:
-    return cast(DaemonView, current_app.config["DAEMON"])
-
-
 def _config_body(config: Config) -> dict[str, Any]:
-    manager = _daemon().config
+    manager = daemon().config
     return {
         "config": config.model_dump(mode="json"),
         "restart_required": sorted(manager.pending_restart),
@@ -42,12 +40,16 @@ def _json_body() -> Any:
 
 @api.get("/status")
 def status() -> ResponseReturnValue:
-    return jsonify(_daemon().status())
+    body = daemon().status()
+    body["temperatures"] = temperatures()
+    body["fleet"] = fleet_state(optional("fleet"))
+    body["uvc"] = uvc_state(body, daemon())
+    return jsonify(body)
 
 
 @api.get("/config")
 def get_config() -> ResponseReturnValue:
-    return jsonify(_config_body(_daemon().config.config))
+    return jsonify(_config_body(daemon().config.config))
 
 
 @api.get("/config/schema")
@@ -61,12 +63,8 @@ def change_config() -> ResponseReturnValue:
         document = _json_body()
     except ValueError as exc:
         return jsonify(errors=[f"body: {exc}"]), 400
-    manager = _daemon().config
     try:
-        if request.method == "PATCH":
-            config, _ = manager.update(document, origin="web")
-        else:
-            config, _ = manager.replace(document, origin="web")
+        config = apply_change(daemon().config, document, replace=request.method == "PUT")
     except ConfigError as exc:
         return jsonify(errors=exc.errors), 400
     except OSError as exc:

@@ -1,22 +1,30 @@
-"""Flask app factory. Blueprints by role so the full web page (its own work) slots in."""
+"""Flask app factory: blueprints by role, all behind one login wall (security.py)."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from flask import Flask, abort, jsonify, request
+from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from appliance.config import ConfigManager
 from appliance.output.preview import JpegHub
+from appliance.web.auth import AuthStore, auth_path
+from appliance.web.logbuffer import install_log_buffer
+from appliance.web.ratelimit import LoginLimiter
+from appliance.web.sessions import SessionStore
 
 MAX_BODY = 64 * 1024  # a config document is a few hundred bytes; refuse floods early
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
 
 
 class DaemonView(Protocol):
-    """What the web side may see of the daemon: nothing more, so it stays testable."""
+    """What the web side may see of the daemon: nothing more, so it stays testable.
+
+    Optional parts, looked up with getattr so a smaller daemon still serves the page:
+    ``updates`` (ModelUpdates or None), ``fleet`` (FleetClient or None), ``models_dir``,
+    ``before_hub`` (JpegHub of the unprocessed picture) and ``request_restart(reason)``.
+    """
 
     config: ConfigManager
     hub: JpegHub
@@ -26,29 +34,52 @@ class DaemonView(Protocol):
     def request_snapshot(self) -> None: ...
 
 
-def create_app(daemon: DaemonView, loopback_only: bool = True) -> Flask:
+def create_app(
+    daemon: DaemonView,
+    loopback_only: bool = True,
+    *,
+    auth: AuthStore | None = None,
+    limiter: LoginLimiter | None = None,
+    https: bool = False,
+) -> Flask:
     """``loopback_only``: the server listens on loopback, so only loopback Host names are
-    served; a page elsewhere cannot reach the API through DNS rebinding."""
-    from appliance.web.api import api
-    from appliance.web.preview import preview
+    served; a page elsewhere cannot reach the API through DNS rebinding.
+    ``https``: the cookie gets the Secure flag (only when something terminates TLS in
+    front of us: the built-in server speaks plain HTTP)."""
+    from appliance.web import actions, api, dashboard, login, logs, models, preview, security
+    from appliance.web import settings as settings_views
 
     app = Flask(__name__)
     app.config["DAEMON"] = daemon
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["AUTH"] = auth or AuthStore(auth_path(daemon.config.path))
+    app.config["LIMITER"] = limiter or LoginLimiter()
+    app.config["SESSIONS"] = SessionStore()
+    app.config["HTTPS"] = https
+    app.config["LOGS"] = install_log_buffer()
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.register_blueprint(preview)
-    app.register_blueprint(api, url_prefix="/api")
+    security.install(app, loopback_only)
+    app.jinja_env.globals["csrf_token"] = security.csrf_token
 
-    if loopback_only:
+    @app.context_processor
+    def _device() -> dict[str, Any]:
+        return {"device_name": daemon.config.config.device.name}
 
-        @app.before_request
-        def _loopback_host_only() -> None:
-            if request.host.rsplit(":", 1)[0] not in LOOPBACK_HOSTS:
-                abort(403, description="this page answers to localhost only")
+    for blueprint in (
+        login.bp,
+        dashboard.bp,
+        settings_views.bp,
+        models.bp,
+        logs.bp,
+        actions.bp,
+        preview.preview,
+    ):
+        app.register_blueprint(blueprint)
+    app.register_blueprint(api.api, url_prefix="/api")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
-        if request.path.startswith("/api/"):
+        if security.is_api():
             return jsonify(errors=[exc.description]), exc.code or 500
         return exc
 

@@ -1,13 +1,13 @@
-"""The live picture: an HTML page, an MJPEG stream and single snapshots."""
+"""The live picture: an MJPEG stream and single snapshots (behind the login, like all)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import cast
 
-from flask import Blueprint, Response, current_app, render_template
+from flask import Blueprint, Response, abort, request
 
-from appliance.web.app import DaemonView
+from appliance.output.preview import JpegHub
+from appliance.web.common import daemon, optional
 
 preview = Blueprint("preview", __name__)
 
@@ -18,18 +18,19 @@ POLL_S = 0.5
 MAX_STREAMS = 8
 
 
-def _daemon() -> DaemonView:
-    return cast(DaemonView, current_app.config["DAEMON"])
-
-
-@preview.get("/")
-def index() -> str:
-    return render_template("index.html", name=_daemon().config.config.device.name)
+def _hub() -> JpegHub:
+    """``?view=before``: the picture as captured, when the daemon publishes it."""
+    if request.args.get("view", "after") == "after":
+        return daemon().hub
+    before = optional("before_hub")
+    if request.args["view"] != "before" or before is None:
+        abort(404, description="no such view")
+    return before
 
 
 @preview.get("/stream.mjpg")
 def stream() -> Response:
-    hub = _daemon().hub
+    hub = _hub()
     if hub.clients >= MAX_STREAMS:
         return Response("too many viewers\n", status=503, mimetype="text/plain")
 
@@ -59,10 +60,10 @@ def stream() -> Response:
 
 @preview.get("/snapshot.jpg")
 def snapshot() -> Response:
-    daemon = _daemon()
-    seen, _ = daemon.hub.wait_newer(0, 0)
-    daemon.request_snapshot()
-    _, jpeg = daemon.hub.wait_newer(seen, 2.0)
+    hub = _hub()
+    seen, _ = hub.wait_newer(0, 0)
+    daemon().request_snapshot()
+    _, jpeg = hub.wait_newer(seen, 2.0)
     if jpeg is None:
         return Response("no picture yet\n", status=503, mimetype="text/plain")
     return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})

@@ -49,5 +49,6 @@ class WebServer:
         if self._thread.is_alive():  # shutdown() waits for serve_forever, forever if never run
             self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # a thread never started cannot be joined
+            self._thread.join(timeout)
         return not self._thread.is_alive()

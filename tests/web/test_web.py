@@ -1,7 +1,6 @@
 """The web side against a running pipeline, over real HTTP on loopback."""
 
 import json
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,59 +10,38 @@ import cv2
 import numpy as np
 import pytest
 
-from appliance.app import Appliance
-from appliance.config import ConfigManager, parse_config
-from appliance.web import WebServer, create_app
 from tests.conftest import wait_until
-
-
-@pytest.fixture
-def still(tmp_path: Path) -> Path:
-    path = tmp_path / "still.png"
-    image = np.zeros((120, 160, 3), np.uint8)
-    image[:, 80:] = (0, 0, 255)
-    cv2.imwrite(str(path), image)
-    return path
-
-
-Served = tuple[Appliance, str]
-
-
-@pytest.fixture
-def served(tmp_path: Path, still: Path) -> Iterator[Served]:
-    config = parse_config({"source": {"uri": f"file://{still}", "fallback": []}})
-    manager = ConfigManager(config, tmp_path / "config.yaml")
-    app = Appliance(manager, web=False)
-    server = WebServer(create_app(app), "127.0.0.1", 0)
-    app.start()
-    server.start()
-    yield app, f"http://127.0.0.1:{server.port}"
-    assert server.stop(1.0)
-    assert app.stop() == []
+from tests.web.conftest import Served
+from tests.web.helpers import Client
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, bytes, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read(), response.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as err:
-        return err.code, err.read(), err.headers.get("Content-Type", "")
+    """GET as the logged-in client of the test's daemon (see ``_client``)."""
+    assert _current is not None
+    path = url.removeprefix(_current.base)
+    code, body, headers = _current.raw(path, timeout=timeout)
+    return code, body, headers.get("Content-Type", "")
 
 
 def send(url: str, method: str, body: object) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if not isinstance(body, bytes) else body
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5.0) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    assert _current is not None
+    return _current.send(url.removeprefix(_current.base), method, body)
+
+
+_current: Client | None = None
+
+
+@pytest.fixture(autouse=True)
+def _client(served: Served) -> Iterator[None]:
+    """These tests are about the API, not the login: every request is logged in."""
+    global _current
+    _current = served.client()
+    yield
+    _current = None
 
 
 def test_status_reports_source_and_stages(served: Served) -> None:
-    app, base = served
+    app, base = served.app, served.base
     assert wait_until(lambda: app.pipeline.stats()["frames_in"] > 3)
     code, body, kind = get(f"{base}/api/status")
     status = json.loads(body)
@@ -85,8 +63,9 @@ def test_status_reports_source_and_stages(served: Served) -> None:
 
 
 def test_mjpeg_stream_delivers_decodable_frames(served: Served) -> None:
-    _, base = served
-    with urllib.request.urlopen(f"{base}/stream.mjpg", timeout=5.0) as response:
+    assert _current is not None
+    request = urllib.request.Request(f"{served.base}/stream.mjpg")
+    with _current.opener.open(request, timeout=5.0) as response:
         assert response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
         images = []
         for _ in range(2):
@@ -105,20 +84,20 @@ def test_mjpeg_stream_delivers_decodable_frames(served: Served) -> None:
 
 
 def test_snapshot_without_any_viewer(served: Served) -> None:
-    _, base = served
+    base = served.base
     code, body, kind = get(f"{base}/snapshot.jpg")
     assert code == 200 and kind == "image/jpeg"
     assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
 
 
 def test_page_embeds_the_stream(served: Served) -> None:
-    _, base = served
+    base = served.base
     code, body, _ = get(base + "/")
     assert code == 200 and b'src="stream.mjpg"' in body
 
 
 def test_valid_change_is_applied_live_and_saved(served: Served, tmp_path: Path) -> None:
-    app, base = served
+    app, base = served.app, served.base
     code, body = send(f"{base}/api/config", "PATCH", {"web": {"jpeg_quality": 33, "port": 9999}})
     assert code == 200
     assert body["config"]["web"]["jpeg_quality"] == 33
@@ -130,7 +109,7 @@ def test_valid_change_is_applied_live_and_saved(served: Served, tmp_path: Path) 
 def test_invalid_change_is_refused_with_paths_and_nothing_changes(
     served: Served, tmp_path: Path
 ) -> None:
-    app, base = served
+    app, base = served.app, served.base
     before = app.config.config
     code, body = send(f"{base}/api/config", "PATCH", {"web": {"jpeg_quality": 0}, "bogus": 1})
     assert code == 400
@@ -145,7 +124,7 @@ def test_invalid_change_is_refused_with_paths_and_nothing_changes(
 def test_changing_the_source_switches_capture_between_frames(
     served: Served, tmp_path: Path
 ) -> None:
-    app, base = served
+    app, base = served.app, served.base
     other = tmp_path / "other.png"
     cv2.imwrite(str(other), np.full((50, 70, 3), 255, np.uint8))
     code, _ = send(f"{base}/api/config", "PATCH", {"source": {"uri": f"file://{other}"}})
@@ -155,7 +134,7 @@ def test_changing_the_source_switches_capture_between_frames(
 
 
 def test_oversized_and_pathological_bodies_get_json_errors(served: Served) -> None:
-    app, base = served
+    app, base = served.app, served.base
     before = app.config.config
     code, body = send(f"{base}/api/config", "PATCH", b"[" * 100_000 + b"]" * 100_000)
     assert code == 413 and body["errors"]
@@ -167,23 +146,21 @@ def test_oversized_and_pathological_bodies_get_json_errors(served: Served) -> No
 
 
 def test_unknown_api_paths_answer_json(served: Served) -> None:
-    _, base = served
+    base = served.base
     code, body, kind = get(f"{base}/api/nope")
     assert code == 404 and kind == "application/json" and json.loads(body)["errors"]
 
 
 def test_foreign_host_names_are_refused_on_loopback(served: Served) -> None:
-    _, base = served
-    request = urllib.request.Request(f"{base}/api/config", headers={"Host": "evil.example:80"})
-    with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(request, timeout=5.0)
-    assert info.value.code == 403
+    assert _current is not None
+    code, _, _ = _current.raw("/api/config", headers={"Host": "evil.example:80"})
+    assert code == 403  # even with a valid session: the name itself is refused
 
 
 def test_a_web_address_this_machine_cannot_use_is_refused_before_saving(
     served: Served, tmp_path: Path
 ) -> None:
-    app, base = served
+    app, base = served.app, served.base
     code, body = send(f"{base}/api/config", "PATCH", {"web": {"bind": "192.0.2.1"}})
     assert code == 400
     assert body["errors"][0].startswith("web: cannot listen on 192.0.2.1:8080")
@@ -192,6 +169,6 @@ def test_a_web_address_this_machine_cannot_use_is_refused_before_saving(
 
 
 def test_responses_say_whether_changes_survive_a_restart(served: Served) -> None:
-    _, base = served
+    base = served.base
     code, body = send(f"{base}/api/config", "PATCH", {"web": {"jpeg_quality": 70}})
     assert code == 200 and body["persisted"] is True

@@ -1,0 +1,175 @@
+"""The page's one account: a salted scrypt hash of its password, kept beside the config.
+
+There is no default password. Until one is set, the daemon logs a one-time setup code
+(on the console, where only someone at the device or its journal sees it) and the page
+asks for that code with the new password.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# scrypt, RFC 7914 recommended interactive cost: ~32 MiB and ~0.1 s a guess, which is
+# what makes an offline attack on a stolen file slow. Stored per hash so it can grow.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024  # scrypt hashes anything; a megabyte password is only a DoS
+# No 0/O, 1/I/L: the code is read off a console and typed by hand.
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def auth_path(config_path: Path | None) -> Path | None:
+    """Where the password hash lives: beside the config file (one backup, one reset)."""
+    if config_path is None:
+        return None
+    return config_path.with_name(config_path.stem + ".auth.json")
+
+
+def hash_password(password: str, n: int = SCRYPT_N) -> dict[str, Any]:
+    salt = os.urandom(16)
+    digest = _scrypt(password, salt, n, SCRYPT_R, SCRYPT_P)
+    return {
+        "scheme": "scrypt",
+        "n": n,
+        "r": SCRYPT_R,
+        "p": SCRYPT_P,
+        "salt": base64.b64encode(salt).decode(),
+        "hash": base64.b64encode(digest).decode(),
+    }
+
+
+def check_password(password: str, record: dict[str, Any]) -> bool:
+    try:
+        salt = base64.b64decode(record["salt"])
+        expected = base64.b64decode(record["hash"])
+        digest = _scrypt(password, salt, int(record["n"]), int(record["r"]), int(record["p"]))
+    except (KeyError, ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest, expected)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r + 2**20, dklen=32
+    )
+
+
+def password_problem(password: str) -> str | None:
+    if len(password) < MIN_PASSWORD:
+        return f"at least {MIN_PASSWORD} characters"
+    if len(password) > MAX_PASSWORD:
+        return f"at most {MAX_PASSWORD} characters"
+    return None
+
+
+class AuthStore:
+    """The password record (file mode 0600) and, while there is none, the setup code.
+
+    ``path`` None keeps it in memory: a daemon without a config file forgets its
+    password at exit, as it forgets its settings.
+    """
+
+    def __init__(self, path: Path | None, scrypt_n: int = SCRYPT_N) -> None:
+        self.path = path
+        self.scrypt_n = scrypt_n
+        self._lock = threading.Lock()
+        self._record: dict[str, Any] | None = self._load()
+        self.setup_code: str | None = None
+        if self._record is None:
+            self.new_setup_code()
+
+    @property
+    def provisioned(self) -> bool:
+        return self._record is not None
+
+    def _load(self) -> dict[str, Any] | None:
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            record = json.loads(self.path.read_text(encoding="utf-8"))["password"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Unreadable is not "no password": refusing every login beats reopening
+            # setup to whoever reaches the page first. A factory reset clears it.
+            log.error(
+                "web: cannot read %s (%s); logins refused until a factory reset", self.path, exc
+            )
+            return {"scheme": "broken"}
+        return dict(record)
+
+    def new_setup_code(self) -> str:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(12))
+        self.setup_code = f"{code[:4]}-{code[4:8]}-{code[8:]}"
+        log.warning(
+            "web page setup code: %s (open the page and enter it to set the password)",
+            self.setup_code,
+        )
+        return self.setup_code
+
+    def check_setup_code(self, code: str) -> bool:
+        if self.setup_code is None:
+            return False
+        expected = self.setup_code.replace("-", "")
+        # Typed by hand from a console: case, spaces and dashes do not matter.
+        given = "".join(c for c in code.upper() if c.isalnum())
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    def verify(self, password: str) -> bool:
+        record = self._record
+        if record is None or len(password) > MAX_PASSWORD:
+            return False
+        return check_password(password, record)
+
+    def set_password(self, password: str) -> None:
+        """Also the provisioning entry point (e.g. from MQTT): ValueError if too weak."""
+        problem = password_problem(password)
+        if problem:
+            raise ValueError(f"password: {problem}")
+        self.set_record(hash_password(password, self.scrypt_n))
+
+    def set_record(self, record: dict[str, Any]) -> None:
+        """Install a hash made elsewhere (provisioning never sends the password itself)."""
+        with self._lock:
+            if self.path is not None:
+                _write_private(self.path, {"version": 1, "password": record})
+            self._record = record
+            self.setup_code = None
+        log.info("web: password set")
+
+    def reset(self) -> None:
+        """Factory reset: forget the password; a new setup code is logged."""
+        with self._lock:
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
+            self._record = None
+        self.new_setup_code()
+
+
+def _write_private(path: Path, document: dict[str, Any]) -> None:
+    """Atomic and 0600 from the first byte: a hash readable by others is half-cracked."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(document, out, indent=2)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,175 @@
+"""First-boot setup, login and logout: pages and their /api/session twin."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+
+from appliance.web.auth import password_problem
+from appliance.web.ratelimit import LoginLimiter
+from appliance.web.security import (
+    auth_store,
+    current_session,
+    ensure_session,
+    safe_next,
+    sessions,
+)
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("auth", __name__)
+
+
+def _limiter() -> LoginLimiter:
+    return cast(LoginLimiter, current_app.config["LIMITER"])
+
+
+def _client() -> str:
+    return request.remote_addr or "?"
+
+
+def _too_soon() -> float:
+    return _limiter().wait_s(_client())
+
+
+def _log_in() -> None:
+    g.session = sessions().log_in(current_session())
+    _limiter().succeeded(_client())
+
+
+def _attempt(password: str) -> str | None:
+    """Why the password is refused, or None (logged in)."""
+    if auth_store().verify(password):
+        _log_in()
+        return None
+    _limiter().failed(_client())
+    log.warning("web: failed login from %s", _client())
+    return "wrong password"
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    if not auth_store().provisioned:
+        return redirect("/setup")
+    next_url = safe_next(request.values.get("next"))
+    error = None
+    status = 200
+    if request.method == "POST":
+        wait = _too_soon()
+        if wait > 0:
+            error, status = f"too many failed attempts; try again in {wait:.0f} s", 429
+        else:
+            error = _attempt(request.form.get("password", ""))
+            if error is None:
+                return redirect(next_url)
+            status = 401
+    ensure_session()
+    page = render_template("login.html", error=error, next=next_url)
+    headers = {"Retry-After": str(max(1, round(_too_soon())))} if status == 429 else {}
+    return page, status, headers
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup() -> ResponseReturnValue:
+    store = auth_store()
+    if store.provisioned:
+        return redirect("/login")
+    errors: dict[str, str] = {}
+    status = 200
+    if request.method == "POST":
+        errors, status = _set_first_password(request.form)
+        if not errors:
+            return redirect("/")
+    ensure_session()
+    return render_template("setup.html", errors=errors), status
+
+
+def _set_first_password(form: Any) -> tuple[dict[str, str], int]:
+    wait = _too_soon()
+    if wait > 0:
+        return {"code": f"too many failed attempts; try again in {wait:.0f} s"}, 429
+    store = auth_store()
+    if not store.check_setup_code(form.get("code", "")):
+        _limiter().failed(_client())
+        log.warning("web: wrong setup code from %s", _client())
+        return {"code": "wrong setup code (it is printed in the daemon's log)"}, 401
+    password = form.get("password", "")
+    problem = password_problem(password)
+    if problem:
+        return {"password": problem}, 400
+    if password != form.get("confirm", ""):
+        return {"confirm": "the two passwords differ"}, 400
+    store.set_password(password)
+    _log_in()
+    return {}, 200
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    session = current_session()
+    if session is not None:
+        sessions().drop(session.sid)
+    g.session = None
+    g.forget_cookie = True
+    return redirect("/login")
+
+
+@bp.route("/api/session", methods=["GET", "POST", "DELETE"])
+def api_session() -> ResponseReturnValue:
+    """For scripts: GET gives the CSRF token to send back as X-CSRF-Token (another site
+    cannot read it: no CORS), POST {"password"} logs in, DELETE logs out."""
+    store = auth_store()
+    if request.method == "POST":
+        if not store.provisioned:
+            return jsonify(errors=["set the password first (/setup)"]), 409
+        wait = _too_soon()
+        if wait > 0:
+            body = jsonify(errors=[f"too many failed attempts; try again in {wait:.0f} s"])
+            return body, 429, {"Retry-After": str(max(1, round(wait)))}
+        document = request.get_json(silent=True)
+        password = document.get("password") if isinstance(document, dict) else None
+        if not isinstance(password, str) or _attempt(password) is not None:
+            return jsonify(errors=["wrong password"]), 401
+    elif request.method == "DELETE":
+        session = current_session()
+        if session is not None:
+            sessions().drop(session.sid)
+        g.session = None
+        g.forget_cookie = True
+        return jsonify(logged_in=False)
+    session = ensure_session()
+    return jsonify(
+        logged_in=session.logged_in, setup_required=not store.provisioned, csrf=session.csrf
+    )
+
+
+@bp.post("/password")
+def change_password() -> ResponseReturnValue:
+    """Behind the login, and the current password again: a session left open on a
+    shared screen must not be enough to lock the owner out."""
+    form = request.form
+    wait = _too_soon()
+    if wait > 0:
+        return _password_page(429, f"too many failed attempts; try again in {wait:.0f} s")
+    store = auth_store()
+    if not store.verify(form.get("current", "")):
+        _limiter().failed(_client())
+        return _password_page(401, "current password: wrong")
+    new = form.get("password", "")
+    problem = password_problem(new)
+    if problem:
+        return _password_page(400, f"new password: {problem}")
+    if new != form.get("confirm", ""):
+        return _password_page(400, "new password: the two differ")
+    store.set_password(new)
+    sessions().drop_all()  # every browser logged in with the old password is out
+    _log_in()  # this one goes on, with a new session
+    return _password_page(200, None)
+
+
+def _password_page(status: int, error: str | None) -> ResponseReturnValue:
+    done = "password" if error is None else None
+    return render_template("actions.html", page="actions", done=done, error=error), status

@@ -1,0 +1,127 @@
+"""Model bundles: what runs, the A/B slots, and uploading a signed update.
+
+An upload goes through the same update agent as an OTA job from MQTT: signature,
+hashes, compatibility, the health gate on the running pipeline, rollback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+
+from appliance.web.common import optional
+from ota.errors import AgentError
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("models", __name__)
+
+MAX_BUNDLE = 1024 * 1024 * 1024  # the super-resolution and mesh networks are megabytes
+GOOD = {"installed", "already_installed"}
+MAX_FIGURES = 6  # accuracy lines shown per bundle; the manifest has them all
+
+
+@bp.get("/models")
+def page() -> str:
+    return render_template("models.html", page="models")
+
+
+@bp.get("/api/models")
+def listing() -> ResponseReturnValue:
+    updates = optional("updates")
+    models_dir = optional("models_dir")
+    return jsonify(
+        updates_enabled=updates is not None,
+        dir=str(models_dir) if models_dir else None,
+        bundles=_bundles(Path(models_dir)) if models_dir else [],
+        agent=_agent(updates) if updates is not None else None,
+    )
+
+
+def _agent(updates: Any) -> dict[str, Any]:
+    """The daemon's update status plus what each A/B slot holds (the agent's own view)."""
+    status = dict(updates.status())
+    try:
+        status["slots"] = updates.agent.status()["slots"]
+    except (AttributeError, AgentError, OSError, ValueError, KeyError):
+        status["slots"] = {}
+    return status
+
+
+def _bundles(root: Path) -> list[dict[str, Any]]:
+    out = []
+    for manifest_path in sorted(root.glob("*/manifest.json")):
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            out.append({"name": manifest_path.parent.name, "version": "?", "accuracy": []})
+            continue
+        out.append(
+            {
+                "name": manifest.get("name", manifest_path.parent.name),
+                "version": str(manifest.get("version", "?")),
+                "accuracy": _figures(manifest.get("accuracy", {}))[:MAX_FIGURES],
+            }
+        )
+    return out
+
+
+def _figures(accuracy: Any) -> list[str]:
+    """One line per accuracy record: its headline figure and whether it passed its gate
+    (the manifest keeps the details: samples, tolerances, settings)."""
+    if not isinstance(accuracy, dict):
+        return []
+    lines = []
+    for group, record in accuracy.items():
+        if not isinstance(record, dict):
+            lines.append(f"{group}: {_num(record)}")
+            continue
+        text = group
+        if "metric" in record and "value" in record:
+            text += f" {record['metric']} = {_num(record['value'])}"
+            if "threshold" in record:
+                text += f" (limit {_num(record['threshold'])})"
+        passed = record.get("passed")
+        verdict = "passed" if passed is True else "FAILED" if passed is False else None
+        lines.append(f"{text}: {verdict}" if verdict else text)
+    return lines
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@bp.post("/api/models")
+def upload() -> ResponseReturnValue:
+    updates = optional("updates")
+    if updates is None:
+        return jsonify(errors=["model updates are off (set ota.enabled and restart)"]), 503
+    request.max_content_length = MAX_BUNDLE
+    upload = request.files.get("bundle")
+    if upload is None or not upload.filename:
+        return jsonify(errors=["bundle: no file sent (form field 'bundle')"]), 400
+    work = Path(tempfile.mkdtemp(prefix="web-upload-"))
+    try:
+        path = work / "upload.bundle"  # never the client's file name: it is not ours to trust
+        upload.save(path)
+        log.info("web: installing an uploaded bundle (%d bytes)", path.stat().st_size)
+        try:
+            status = updates.install(str(path))
+        except AgentError as exc:
+            return jsonify(errors=[str(exc)]), 409
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    job = status.get("job") or {}
+    result = job.get("result")
+    body = {"result": result, "reason": job.get("reason"), "agent": status}
+    if result in GOOD:
+        return jsonify(body)
+    body["errors"] = [f"update {result}: {job.get('reason') or 'no reason given'}"]
+    return jsonify(body), 422

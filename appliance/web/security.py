@@ -1,0 +1,138 @@
+"""Every request passes here: the Host check, the session, the login wall and CSRF.
+
+The wall is deny-by-default: a view is public only when its endpoint is listed in
+``PUBLIC``, so a route added later is behind the login without anyone remembering to.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import cast
+from urllib.parse import quote
+
+from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request
+
+from appliance.web.auth import AuthStore
+from appliance.web.sessions import COOKIE, Session, SessionStore
+
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+PUBLIC = {"auth.login", "auth.setup", "auth.api_session", "static"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+# No inline script or style anywhere: injected markup cannot run.
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def sessions() -> SessionStore:
+    return cast(SessionStore, current_app.config["SESSIONS"])
+
+
+def auth_store() -> AuthStore:
+    return cast(AuthStore, current_app.config["AUTH"])
+
+
+def current_session() -> Session | None:
+    return cast("Session | None", g.get("session"))
+
+
+def ensure_session() -> Session:
+    """The request's session, or a new anonymous one (it carries the form's token)."""
+    session = current_session()
+    if session is None:
+        session = sessions().anonymous()
+        g.session = session
+    return session
+
+
+def csrf_token() -> str:
+    return ensure_session().csrf
+
+
+def is_api() -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+def install(app: Flask, loopback_only: bool) -> None:
+    @app.before_request
+    def _gate() -> Response | None:
+        if loopback_only and request.host.rsplit(":", 1)[0] not in LOOPBACK_HOSTS:
+            # The server listens on loopback: any other Host name is DNS rebinding.
+            abort(403, description="this page answers to localhost only")
+        g.session = sessions().get(request.cookies.get(COOKIE))
+        if request.endpoint not in PUBLIC and request.endpoint is not None:
+            refusal = _require_login()
+            if refusal is not None:
+                return refusal
+        if request.method not in SAFE_METHODS:
+            _check_csrf()
+        return None
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        session = current_session()
+        if session is not None and session.new:
+            session.new = False
+            response.set_cookie(
+                COOKIE,
+                session.sid,
+                max_age=int(sessions().lifetime_s),
+                httponly=True,
+                samesite="Strict",
+                secure=bool(current_app.config["HTTPS"]),
+                path="/",
+            )
+        if g.get("forget_cookie"):
+            response.delete_cookie(COOKIE, path="/", samesite="Strict", httponly=True)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        # same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on
+        # our own form posts, which the Origin check must refuse.
+        response.headers["Referrer-Policy"] = "same-origin"
+        if request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def _require_login() -> Response | None:
+    session = current_session()
+    if session is not None and session.logged_in:
+        return None
+    setup = not auth_store().provisioned
+    if is_api():
+        why = "set the password first (/setup)" if setup else "log in first"
+        response = jsonify(errors=[why])
+        response.status_code = 401
+        return response
+    target = "/setup" if setup else "/login"
+    if request.method == "GET" and request.path not in ("/", ""):
+        target += "?next=" + quote(request.full_path.rstrip("?"), safe="/?=&")
+    return cast(Response, redirect(target))
+
+
+def _check_csrf() -> None:
+    """A token only this origin's pages can read, on every state-changing request; plus
+    the Origin header when the browser sends one (a second, independent lock)."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        abort(403, description="cross-site request refused")
+    session = current_session()
+    given = request.headers.get(CSRF_HEADER)
+    if given is None and request.mimetype in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        given = request.form.get(CSRF_FIELD)
+    if session is None or not given or not hmac.compare_digest(given, session.csrf):
+        abort(403, description="missing or wrong CSRF token; reload the page")
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: ``next=//evil.example`` must not bounce the user away."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
