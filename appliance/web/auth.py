@@ -113,6 +113,7 @@ class AuthStore:
         log.warning(
             "web page setup code: %s (open the page and enter it to set the password)",
             self.setup_code,
+            extra={"secret": True},  # the console's, never the web page's log view
         )
         return self.setup_code
 

@@ -19,6 +19,8 @@ class LogBuffer(logging.Handler):
         self._guard = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "secret", False):
+            return
         try:
             message = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, jsonify, redirect, render_template,
 from flask.typing import ResponseReturnValue
 
 from appliance.web.auth import password_problem
-from appliance.web.ratelimit import LoginLimiter
+from appliance.web.ratelimit import LoginLimiter, TooSoon
 from appliance.web.security import (
     auth_store,
     current_session,
@@ -31,23 +31,21 @@ def _client() -> str:
     return request.remote_addr or "?"
 
 
-def _too_soon() -> float:
-    return _limiter().wait_s(_client())
-
-
 def _log_in() -> None:
     g.session = sessions().log_in(current_session())
-    _limiter().succeeded(_client())
 
 
 def _attempt(password: str) -> str | None:
-    """Why the password is refused, or None (logged in)."""
-    if auth_store().verify(password):
+    """Why the password is refused, or None (logged in). Raises TooSoon."""
+    if _limiter().check(_client(), lambda: auth_store().verify(password)):
         _log_in()
         return None
-    _limiter().failed(_client())
     log.warning("web: failed login from %s", _client())
     return "wrong password"
+
+
+def _retry_after(wait_s: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, round(wait_s)))}
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -57,19 +55,18 @@ def login() -> ResponseReturnValue:
     next_url = safe_next(request.values.get("next"))
     error = None
     status = 200
+    headers: dict[str, str] = {}
     if request.method == "POST":
-        wait = _too_soon()
-        if wait > 0:
-            error, status = f"too many failed attempts; try again in {wait:.0f} s", 429
-        else:
+        try:
             error = _attempt(request.form.get("password", ""))
+        except TooSoon as refused:
+            error, status, headers = str(refused), 429, _retry_after(refused.wait_s)
+        else:
             if error is None:
                 return redirect(next_url)
             status = 401
     ensure_session()
-    page = render_template("login.html", error=error, next=next_url)
-    headers = {"Retry-After": str(max(1, round(_too_soon())))} if status == 429 else {}
-    return page, status, headers
+    return render_template("login.html", error=error, next=next_url), status, headers
 
 
 @bp.route("/setup", methods=["GET", "POST"])
@@ -88,12 +85,12 @@ def setup() -> ResponseReturnValue:
 
 
 def _set_first_password(form: Any) -> tuple[dict[str, str], int]:
-    wait = _too_soon()
-    if wait > 0:
-        return {"code": f"too many failed attempts; try again in {wait:.0f} s"}, 429
     store = auth_store()
-    if not store.check_setup_code(form.get("code", "")):
-        _limiter().failed(_client())
+    try:
+        right = _limiter().check(_client(), lambda: store.check_setup_code(form.get("code", "")))
+    except TooSoon as refused:
+        return {"code": str(refused)}, 429
+    if not right:
         log.warning("web: wrong setup code from %s", _client())
         return {"code": "wrong setup code (it is printed in the daemon's log)"}, 401
     password = form.get("password", "")
@@ -125,13 +122,13 @@ def api_session() -> ResponseReturnValue:
     if request.method == "POST":
         if not store.provisioned:
             return jsonify(errors=["set the password first (/setup)"]), 409
-        wait = _too_soon()
-        if wait > 0:
-            body = jsonify(errors=[f"too many failed attempts; try again in {wait:.0f} s"])
-            return body, 429, {"Retry-After": str(max(1, round(wait)))}
         document = request.get_json(silent=True)
         password = document.get("password") if isinstance(document, dict) else None
-        if not isinstance(password, str) or _attempt(password) is not None:
+        try:
+            refused = _attempt(password if isinstance(password, str) else "")
+        except TooSoon as too_soon:
+            return jsonify(errors=[str(too_soon)]), 429, _retry_after(too_soon.wait_s)
+        if refused is not None:
             return jsonify(errors=["wrong password"]), 401
     elif request.method == "DELETE":
         session = current_session()
@@ -151,12 +148,12 @@ def change_password() -> ResponseReturnValue:
     """Behind the login, and the current password again: a session left open on a
     shared screen must not be enough to lock the owner out."""
     form = request.form
-    wait = _too_soon()
-    if wait > 0:
-        return _password_page(429, f"too many failed attempts; try again in {wait:.0f} s")
     store = auth_store()
-    if not store.verify(form.get("current", "")):
-        _limiter().failed(_client())
+    try:
+        right = _limiter().check(_client(), lambda: store.verify(form.get("current", "")))
+    except TooSoon as refused:
+        return _password_page(429, str(refused))
+    if not right:
         return _password_page(401, "current password: wrong")
     new = form.get("password", "")
     problem = password_problem(new)

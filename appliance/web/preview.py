@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, abort, request
@@ -16,6 +17,7 @@ BOUNDARY = "frame"
 POLL_S = 0.5
 # Each stream holds a thread and an encoder's attention: a handful of viewers at most.
 MAX_STREAMS = 8
+_counting = threading.Lock()
 
 
 def _hub() -> JpegHub:
@@ -31,31 +33,31 @@ def _hub() -> JpegHub:
 @preview.get("/stream.mjpg")
 def stream() -> Response:
     hub = _hub()
-    if hub.clients >= MAX_STREAMS:
-        return Response("too many viewers\n", status=503, mimetype="text/plain")
+    with _counting:  # counted here, not when the stream starts: parallel opens see it
+        if hub.clients >= MAX_STREAMS:
+            return Response("too many viewers\n", status=503, mimetype="text/plain")
+        hub.attach()
 
     def parts() -> Iterator[bytes]:
-        hub.attach()
-        try:
-            seen = 0
-            while not hub.closed:
-                seen, jpeg = hub.wait_newer(seen, POLL_S)
-                if jpeg is None:
-                    continue
-                yield (
-                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                    f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
-                    + jpeg
-                    + b"\r\n"
-                )
-        finally:
-            hub.detach()
+        seen = 0
+        while not hub.closed:
+            seen, jpeg = hub.wait_newer(seen, POLL_S)
+            if jpeg is None:
+                continue
+            yield (
+                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
+                + jpeg
+                + b"\r\n"
+            )
 
-    return Response(
+    response = Response(
         parts(),
         mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         headers={"Cache-Control": "no-store"},
     )
+    response.call_on_close(hub.detach)  # also when the stream never started
+    return response
 
 
 @preview.get("/snapshot.jpg")

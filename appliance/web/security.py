@@ -7,8 +7,10 @@ The wall is deny-by-default: a view is public only when its endpoint is listed i
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import socket
 from typing import cast
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request
 
@@ -56,12 +58,41 @@ def is_api() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
 
+def own_names() -> set[str]:
+    """The names this camera answers to besides its addresses: its host name, its
+    fully qualified name and their mDNS (.local) forms."""
+    names = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
+    return names | {f"{name.split('.')[0]}.local" for name in names}
+
+
+def host_name(host: str) -> str:
+    """``Host`` without its port: ``[fe80::1]:8080`` -> ``fe80::1``."""
+    if host.startswith("["):
+        return host[1 : host.find("]")]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def known_host(host: str, names: set[str]) -> bool:
+    """An address, or one of this camera's names: another name pointing here is a page
+    elsewhere using DNS rebinding to reach the login form from inside the LAN."""
+    name = host_name(host).lower().rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return name in names
+
+
 def install(app: Flask, loopback_only: bool) -> None:
+    names = own_names()
+
     @app.before_request
     def _gate() -> Response | None:
         if loopback_only and request.host.rsplit(":", 1)[0] not in LOOPBACK_HOSTS:
             # The server listens on loopback: any other Host name is DNS rebinding.
             abort(403, description="this page answers to localhost only")
+        if not loopback_only and not known_host(request.host, names):
+            abort(403, description="unknown host name; use the camera's address or name")
         g.session = sessions().get(request.cookies.get(COOKIE))
         if request.endpoint not in PUBLIC and request.endpoint is not None:
             refusal = _require_login()
@@ -132,7 +163,11 @@ def _check_csrf() -> None:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: ``next=//evil.example`` must not bounce the user away."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this site: ``next=//evil.example`` must not bounce the user away,
+    nor a slash, a tab and another slash (browsers drop tabs and newlines from URLs)."""
+    if not target or any(ord(c) < 0x20 or c in "\\\x7f" for c in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return "/"
     return target

@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from typing import Any
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 log = logging.getLogger(__name__)
+
+
+MAX_CONNECTIONS = 32  # the camera's page serves a handful of people, not a crowd
 
 
 class _Handler(WSGIRequestHandler):
@@ -30,6 +34,7 @@ class WebServer:
             self._server: BaseWSGIServer = make_server(
                 host, port, app, threaded=True, fd=sock.fileno(), request_handler=_Handler
             )
+        _cap_connections(self._server, MAX_CONNECTIONS)
         self._thread = threading.Thread(target=self._server.serve_forever, name="web", daemon=True)
 
     @property
@@ -52,3 +57,31 @@ class WebServer:
         if self._thread.ident is not None:  # a thread never started cannot be joined
             self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+def _cap_connections(server: BaseWSGIServer, limit: int) -> None:
+    """At most ``limit`` connections at once, each on its thread: past it a new one is
+    closed at once, so slow-trickle clients cannot pile up threads (and memory)."""
+    slots = threading.BoundedSemaphore(limit)
+    handle = server.process_request
+    finish = server.shutdown_request
+
+    def process_request(request: Any, client_address: Any) -> None:
+        if not slots.acquire(blocking=False):
+            log.warning("web: %d connections open; refusing %s", limit, client_address[0])
+            finish(request)  # the unwrapped one: this connection took no slot
+            return
+        try:
+            handle(request, client_address)
+        except BaseException:
+            slots.release()
+            raise
+
+    def shutdown_request(request: Any) -> None:
+        try:
+            finish(request)
+        finally:
+            slots.release()
+
+    server.process_request = process_request  # type: ignore[method-assign]
+    server.shutdown_request = shutdown_request  # type: ignore[method-assign]
