@@ -151,7 +151,9 @@ class Appliance:
         sinks: list[Sink] = [self.preview, self.codec]
         if self.uvc is not None:
             sinks.append(UvcSink(self.uvc))
-        self.pipeline = Pipeline(stages, sinks, depth=cfg.pipeline.queue_depth)
+        # A webcam idles until a host streams (or someone watches the page, or a call).
+        idle = self.uvc is not None
+        self.pipeline = Pipeline(stages, sinks, cfg.pipeline.queue_depth, idle_unwatched=idle)
         self.selector = SourceSelector(self._candidates(cfg), self._open_source)
         # The picture as captured, for the page's before/after toggle: its own sink on its
         # own thread, encoding only while someone watches it.

@@ -99,7 +99,17 @@ class Pipeline:
     pipeline goes on. ``submit`` is called by the capture thread.
     """
 
-    def __init__(self, stages: Sequence[Stage], sinks: Sequence[Sink], depth: int = 1) -> None:
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        sinks: Sequence[Sink],
+        depth: int = 1,
+        idle_unwatched: bool = False,
+    ) -> None:
+        # A webcam: while no sink wants frames (no host streaming, nobody on the page,
+        # no codec call) the stages do no work at all; the capture keeps running.
+        self.idle_unwatched = idle_unwatched
+        self.idle_frames = 0
         self.stages = list(stages)
         self.sinks = list(sinks)
         self.capture_stats = StageStats("capture")
@@ -118,6 +128,9 @@ class Pipeline:
     def submit(self, frame: Frame) -> None:
         """Entry point for captured frames; a frame still waiting is replaced."""
         self.capture_stats.record(0.0)
+        if self.idle_unwatched and not any(sink.wants_frames() for sink in self.sinks):
+            self.idle_frames += 1
+            return
         if self._stage_workers:
             self._stage_workers[0].offer(frame)
         else:
@@ -234,6 +247,7 @@ class Pipeline:
             "output_fps": round(latency.fps, 2),
             "frames_in": capture.processed,
             "frames_processed": last.processed,
+            "frames_idle": self.idle_frames,  # captured while nobody wanted the picture
             "frames_out": latency.processed,
             "dropped": dropped,
             "latency": {"p50_ms": round(latency.p50_ms, 3), "p99_ms": round(latency.p99_ms, 3)},

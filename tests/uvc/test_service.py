@@ -8,7 +8,7 @@ from appliance.config import ConfigManager, parse_config
 from tests.conftest import wait_until
 
 
-def test_without_a_gadget_the_daemon_runs_and_status_says_why() -> None:
+def test_without_a_gadget_the_daemon_runs_idle_and_status_says_why() -> None:
     config = parse_config(
         {"source": {"uri": "synthetic://", "width": 320, "height": 180}, "uvc": {"enabled": True}}
     )
@@ -16,7 +16,12 @@ def test_without_a_gadget_the_daemon_runs_and_status_says_why() -> None:
     assert [s.name for s in app.pipeline.sinks] == ["preview", "codec", "uvc"]
     app.start()
     try:
+        # No host streams and nobody watches: frames are captured, the stages idle.
+        assert wait_until(lambda: app.pipeline.stats()["frames_idle"] > 10, 10.0)
+        assert app.pipeline.stats()["frames_processed"] == 0
+        app.hub.attach()  # someone opens the page's preview: the stages start
         assert wait_until(lambda: app.pipeline.stats()["frames_processed"] > 5, 10.0)
+        app.hub.detach()
         status = app.status()["uvc"]
         assert status["streaming"] is False
         assert "appliance gadget up" in status["problem"]
