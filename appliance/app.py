@@ -163,12 +163,16 @@ class Appliance:
         self.capture = CaptureLoop(self.selector, self._captured)
         self.hotplug = HotplugMonitor(self.selector.device_added, self.selector.device_removed)
         self.web = None
+        self.web_app: Any = None
         if web and cfg.web.enabled:
             from appliance.web import WebServer, create_app
 
             loopback = ipaddress.ip_address(cfg.web.bind).is_loopback
-            self.web = WebServer(create_app(self, loopback), cfg.web.bind, cfg.web.port)
+            self.web_app = create_app(self, loopback)
+            self.web = WebServer(self.web_app, cfg.web.bind, cfg.web.port)
         self.fleet = self._fleet(cfg)
+        if self.fleet is not None and self.web is not None:
+            self.fleet.handle("web-password", self._provision_web_password)
         self.started_at = 0.0
         self._face_height = cfg.align.face_height  # what the host's zoom 100 means
         self.restart_reason: str | None = None
@@ -177,6 +181,19 @@ class Appliance:
         config.subscribe(self._apply_config)
 
     # -- wiring ---------------------------------------------------------------------
+
+    def _provision_web_password(self, document: Any) -> dict[str, Any]:
+        """``cmd/web-password`` ``{"scrypt": record}``: the operator sets the page's
+        password (hashed on their side: the password itself never travels); every
+        session logged in with the old one ends."""
+        from appliance.web.auth import checked_record
+
+        if not isinstance(document, dict):
+            raise ValueError('expected {"scrypt": {...}}')
+        record = checked_record(document.get("scrypt"))
+        self.web_app.config["AUTH"].set_record(record)
+        self.web_app.config["SESSIONS"].drop_all()
+        return {"ok": True}
 
     def _uvc(self, cfg: Config) -> UvcService | None:
         """The webcam output, when enabled: the gadget is built by ``appliance gadget up``

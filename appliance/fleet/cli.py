@@ -53,6 +53,14 @@ def add_fleet_parser(sub: argparse._SubParsersAction) -> None:
     )
     update.add_argument("--timeout", type=float, default=600.0, help="seconds per stage")
     update.add_argument("--json", action="store_true")
+    web = actions.add_parser(
+        "web-password", help="set the web page's password on cameras (hashed here)"
+    )
+    web.add_argument("devices", nargs="?", default="", help="id or id,id,... (or --group)")
+    web.add_argument("--group", help="every known camera whose id matches this pattern")
+    web.add_argument(
+        "--new-password-file", type=Path, help="file holding the new password (else asked)"
+    )
     watch = actions.add_parser("watch", help="print status and reported changes")
     watch.add_argument("--seconds", type=float)
     bench = actions.add_parser(
@@ -105,6 +113,8 @@ def main(args: argparse.Namespace) -> int:
             return _set(op, args)
         if args.fleet_command == "update":
             return _update(op, args)
+        if args.fleet_command == "web-password":
+            return _web_password(op, args)
         return _watch(op, args.seconds)
     finally:
         op.stop()
@@ -214,3 +224,33 @@ def _watch(op: Operator, seconds: float | None) -> int:
                 seen[device] = state
                 print(f"{device}: online={state[0]} config v{state[1]}", flush=True)
     return 0
+
+
+def _web_password(op: Operator, args: argparse.Namespace) -> int:
+    """The password is hashed here (salted scrypt, one salt per camera): only the hash
+    crosses the broker, and two cameras never share one."""
+    import getpass
+
+    from appliance.web.auth import hash_password, password_problem
+
+    targets = _targets(op, args.devices, args.group)
+    if not targets:
+        print(
+            "appliance fleet web-password: no device named and none matches --group",
+            file=sys.stderr,
+        )
+        return 2
+    if args.new_password_file:
+        password = args.new_password_file.read_text().strip()
+    else:
+        password = getpass.getpass("new web page password: ")
+    problem = password_problem(password)
+    if problem:
+        print(f"appliance fleet web-password: {problem}", file=sys.stderr)
+        return 2
+    failed = 0
+    for device in targets:
+        answer = op.ask(device, "web-password", {"scrypt": hash_password(password)})
+        failed += not answer.get("ok")
+        print(f"{device}: {'ok' if answer.get('ok') else answer.get('error')}")
+    return 1 if failed else 0

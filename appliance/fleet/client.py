@@ -86,6 +86,7 @@ class FleetClient:
         self.shadow = Shadow(manager, state_file)
         self.status = status
         self.updater = updater
+        self._handlers: dict[str, Callable[[Any], dict[str, Any]]] = {}
         self._updating = threading.Lock()
         self.connected = threading.Event()
         self.connects = 0
@@ -194,7 +195,19 @@ class FleetClient:
             return {"ok": True, **self.shadow.reported()}
         if name == "update":
             return self._start_update(payload)
-        return {"ok": False, "error": f"unknown command {name!r}: ping, status, config, update"}
+        handler = self._handlers.get(name)
+        if handler is not None:
+            try:
+                return handler(json.loads(payload))
+            except (ValueError, TypeError, KeyError) as exc:
+                return {"ok": False, "error": str(exc)}
+        known = ", ".join(["ping", "status", "config", "update", *self._handlers])
+        return {"ok": False, "error": f"unknown command {name!r}: {known}"}
+
+    def handle(self, name: str, handler: Callable[[Any], dict[str, Any]]) -> None:
+        """Answer ``cmd/<name>`` with ``handler(JSON payload)`` (on paho's thread: quick
+        work only); a ValueError, TypeError or KeyError it raises is the answer's error."""
+        self._handlers[name] = handler
 
     def _start_update(self, payload: bytes) -> dict[str, Any]:
         """Run the update agent on its own thread (never paho's); its status goes to the

@@ -38,6 +38,7 @@ class Operator:
         self.reported: dict[str, dict[str, Any]] = {}
         self.status: dict[str, dict[str, Any]] = {}
         self.ota: dict[str, dict[str, Any]] = {}
+        self.responses: dict[tuple[str, str], dict[str, Any]] = {}  # (device, command)
         self.changed = threading.Condition()
         self.connects = 0
         client = mqtt.Client(
@@ -106,6 +107,7 @@ class Operator:
                 (f"{self.prefix}/+/config/desired", 1),  # the versions other operators used
                 (f"{self.prefix}/+/ota", 1),
                 (f"{self.prefix}/+/telemetry", 0),  # keeps the health in ``status`` fresh
+                (f"{self.prefix}/+/response/+", 1),  # answers to our commands
             ]
         )
         for device, document in list(self.desired.items()):  # re-assert what we want
@@ -122,7 +124,9 @@ class Operator:
         if not isinstance(document, dict):
             return
         with self.changed:
-            if kind == "status":
+            if parts[-2] == "response":
+                self.responses[(parts[-3], parts[-1])] = document
+            elif kind == "status":
                 self.status[device] = document
             elif kind == "telemetry":  # fresher health; "online" stays the status topic's
                 online = self.status.get(device, {}).get("online")
@@ -154,6 +158,22 @@ class Operator:
         props.CorrelationData = json.dumps(payload).encode()[:64]
         topic = Topics(self.prefix, device).command(name)
         self.client.publish(topic, json.dumps(payload), 1, False, props)
+
+    def ask(
+        self, device: str, name: str, payload: dict[str, Any], timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Send a command and wait for the camera's answer ({"ok": false, ...} if none)."""
+        with self.changed:
+            self.responses.pop((device, name), None)
+        self.command(device, name, payload, expiry_s=max(1, round(timeout)))
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while (device, name) not in self.responses:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return {"ok": False, "error": f"{device} did not answer in {timeout:.0f} s"}
+                self.changed.wait(left)
+            return self.responses.pop((device, name))
 
     def wait_job(self, device: str, job: str, timeout: float) -> dict[str, Any]:
         """The camera's update status once job ``job`` has ended (or its last one seen)."""

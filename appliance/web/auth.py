@@ -49,6 +49,25 @@ def hash_password(password: str, n: int = SCRYPT_N) -> dict[str, Any]:
     }
 
 
+def checked_record(record: Any) -> dict[str, Any]:
+    """A scrypt record made elsewhere (provisioning over MQTT), checked before it is
+    trusted: ValueError says what is wrong with it."""
+    if not isinstance(record, dict) or record.get("scheme") != "scrypt":
+        raise ValueError('expected {"scheme": "scrypt", "n", "r", "p", "salt", "hash"}')
+    try:
+        n, r, p = int(record["n"]), int(record["r"]), int(record["p"])
+        salt = base64.b64decode(record["salt"], validate=True)
+        digest = base64.b64decode(record["hash"], validate=True)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"scrypt record: {exc}") from None
+    if n < 2**14 or n > 2**20 or n & (n - 1) or not 1 <= r <= 16 or not 1 <= p <= 4:
+        raise ValueError("scrypt record: n must be a power of two in 2^14..2^20, r 1..16, p 1..4")
+    if len(salt) < 16 or len(digest) != 32:
+        raise ValueError("scrypt record: a salt of at least 16 bytes and a 32-byte hash")
+    return {"scheme": "scrypt", "n": n, "r": r, "p": p, "salt": record["salt"],
+            "hash": record["hash"]}  # fmt: skip
+
+
 def check_password(password: str, record: dict[str, Any]) -> bool:
     try:
         salt = base64.b64decode(record["salt"])
