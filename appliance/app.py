@@ -5,10 +5,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-import threading
 import time
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,8 @@ from appliance.logs import set_level
 from appliance.output.codec import CodecSink, CodecSinkSettings
 from appliance.output.preview import JpegHub, PreviewSink
 from appliance.pipeline import Passthrough, Pipeline, Stage
-from appliance.pipeline.stage import RunsModels, Sink, settings_from
+from appliance.pipeline.pipeline import ModelSwap
+from appliance.pipeline.stage import Sink, settings_from
 from appliance.runtime.bundle import factory_bundle_dir
 from appliance.updates import ModelUpdates
 from appliance.uvc.service import UvcService, UvcSink
@@ -94,40 +93,6 @@ def build_stages(cfg: Config, bundles_dir: Path | None = None) -> tuple[list[Sta
     return stages, "; ".join(problems)
 
 
-class ModelSwap:
-    """Stages switching to new networks, each on its own thread between two frames."""
-
-    def __init__(self, stages: int) -> None:
-        self.problems: list[str] = []
-        self._left = stages
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        if stages == 0:
-            self._done.set()
-
-    def run(self, stage: RunsModels, models: Any) -> None:
-        try:
-            stage.swap_models(models)
-        except Exception as exc:
-            log.exception("%s: model swap failed", getattr(stage, "name", stage))
-            self.problems.append(f"{getattr(stage, 'name', stage)}: swap failed: {exc}")
-        finally:
-            with self._lock:
-                self._left -= 1
-                if self._left == 0:
-                    self._done.set()
-
-    def done(self, timeout: float) -> bool:
-        """Whether every stage has swapped (or failed to), waiting up to ``timeout``."""
-        return self._done.wait(timeout)
-
-    def wait(self, timeout: float) -> list[str]:
-        """The problems once every stage swapped; a stage that did not in time is one."""
-        if not self.done(timeout):
-            return [f"the pipeline did not take the new models within {timeout:.0f} s"]
-        return list(self.problems)
-
-
 class Appliance:
     """Capture -> pipeline -> sinks, plus the web server and hot-plug monitor.
 
@@ -146,6 +111,7 @@ class Appliance:
         self.updates = self._updates(cfg)
         factory = factory_bundle_dir()
         self.models_dir = self.updates.prepare(factory) if self.updates else factory
+        self.model_versions = slot_versions(self.models_dir)  # read once, not per status
         stages, self.vision_error = build_stages(cfg, self.models_dir)
         self.uvc = self._uvc(cfg)
         sinks: list[Sink] = [self.preview, self.codec]
@@ -256,21 +222,12 @@ class Appliance:
             set_level(new.logging.level)
 
     def reload_models(self, bundles_dir: Path) -> ModelSwap:
-        """Verify and load every stage's networks from ``bundles_dir``, then swap them in
-        between frames; ``wait()`` on the result says when every stage runs them.
-
-        All or nothing: a bad bundle raises (BundleError/ModelError/OSError) before any
-        stage changes, and the models running now keep running (those already loaded
-        for the update are dropped). Loading happens on the caller's thread, so the
-        pipeline does not stall while a model loads.
-        """
-        stages = [s for s in self.pipeline.stages if isinstance(s, RunsModels)]
-        loaded = [(stage, stage.load_models(bundles_dir)) for stage in stages]
-        swap = ModelSwap(len(loaded))
-        for stage, models in loaded:
-            self.pipeline.between_frames(stage, partial(swap.run, stage, models))
+        """The pipeline's stages take the networks of ``bundles_dir`` between frames
+        (:meth:`Pipeline.reload_models`: all or nothing, loaded on the caller's thread);
+        from now on status reports that directory's versions."""
+        swap = self.pipeline.reload_models(bundles_dir)
         self.models_dir = Path(bundles_dir)
-        log.info("new models queued from %s", bundles_dir)
+        self.model_versions = slot_versions(self.models_dir)
         return swap
 
     def _captured(self, frame: Frame) -> None:
@@ -388,7 +345,7 @@ class Appliance:
             "uvc": self.uvc.status() if self.uvc is not None else {"enabled": False},
             "models": {
                 "dir": str(self.models_dir),
-                "versions": slot_versions(self.models_dir),
+                "versions": self.model_versions,
                 "updates": self.updates.status() if self.updates is not None else None,
             },
             "restart_required": sorted(self.config.pending_restart),

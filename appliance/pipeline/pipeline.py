@@ -13,11 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from appliance.frame import Frame
 from appliance.pipeline.queue import LatestQueue
-from appliance.pipeline.stage import Sink, Stage
+from appliance.pipeline.stage import RunsModels, Sink, Stage
 from appliance.pipeline.stats import StageStats
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,40 @@ class _Worker:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+
+class ModelSwap:
+    """Stages switching to new networks, each on its own thread between two frames."""
+
+    def __init__(self, stages: int) -> None:
+        self.problems: list[str] = []
+        self._left = stages
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        if stages == 0:
+            self._done.set()
+
+    def run(self, stage: RunsModels, models: Any) -> None:
+        try:
+            stage.swap_models(models)
+        except Exception as exc:
+            log.exception("%s: model swap failed", getattr(stage, "name", stage))
+            self.problems.append(f"{getattr(stage, 'name', stage)}: swap failed: {exc}")
+        finally:
+            with self._lock:
+                self._left -= 1
+                if self._left == 0:
+                    self._done.set()
+
+    def done(self, timeout: float) -> bool:
+        """Whether every stage has swapped (or failed to), waiting up to ``timeout``."""
+        return self._done.wait(timeout)
+
+    def wait(self, timeout: float) -> list[str]:
+        """The problems once every stage swapped; a stage that did not in time is one."""
+        if not self.done(timeout):
+            return [f"the pipeline did not take the new models within {timeout:.0f} s"]
+        return list(self.problems)
 
 
 class Pipeline:
@@ -187,6 +222,23 @@ class Pipeline:
         """Run ``change`` on ``part``'s own thread before its next frame."""
         worker = dict(zip(map(id, self._parts()), self._workers(), strict=True))[id(part)]
         worker.controls.put(change)
+
+    def reload_models(self, bundles_dir: Path) -> ModelSwap:
+        """Verify and load every stage's networks from ``bundles_dir``, then swap them in
+        between frames; ``wait()`` on the result says when every stage runs them.
+
+        All or nothing: a bad bundle raises (BundleError/ModelError/OSError) before any
+        stage changes, and the models running now keep running (those already loaded
+        for the update are dropped). Loading happens on the caller's thread, so the
+        stages do not stall while a model loads.
+        """
+        stages = [s for s in self.stages if isinstance(s, RunsModels)]
+        loaded = [(stage, stage.load_models(bundles_dir)) for stage in stages]
+        swap = ModelSwap(len(loaded))
+        for stage, models in loaded:
+            self.between_frames(stage, partial(swap.run, stage, models))
+        log.info("new models queued from %s", bundles_dir)
+        return swap
 
     def _workers(self) -> list[_Worker]:
         return [*self._stage_workers, *self._sink_workers]
