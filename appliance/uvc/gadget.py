@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.hw.profile import BoardProfile
-from appliance.uvc.modes import max_frame_bytes, modes_for
+from appliance.uvc.modes import modes_for
 from appliance.uvc.protocol import Mode
 
 log = logging.getLogger(__name__)
@@ -241,19 +241,18 @@ class Gadget:
             fmt = fn / "streaming" / kind / name
             _mkdir(fmt)
             for mode in (m for m in modes if m.fourcc == fourcc):
-                self._frame(fmt / f"{mode.width}x{mode.height}", mode, kind)
+                self._frame(fmt / f"{mode.width}x{mode.height}", mode)
             _symlink(fmt, header / name)
         for speed in ("fs", "hs", "ss"):
             _symlink(header, fn / "streaming" / "class" / speed / "h")
         _symlink(fn, config / FUNCTION)
 
     @staticmethod
-    def _frame(path: Path, mode: Mode, kind: str) -> None:
+    def _frame(path: Path, mode: Mode) -> None:
         _mkdir(path)
         _write(path / "wWidth", str(mode.width))
         _write(path / "wHeight", str(mode.height))
-        size = max_frame_bytes(kind, mode.width, mode.height)
-        _write(path / "dwMaxVideoFrameBufferSize", str(size))
+        _write(path / "dwMaxVideoFrameBufferSize", str(mode.max_frame_bytes))
         fastest = min(mode.intervals)
         bits_per_frame = mode.width * mode.height * 16
         _write(path / "dwMinBitRate", str(bits_per_frame * 10_000_000 // max(mode.intervals)))

@@ -14,7 +14,7 @@ def interval_of(fps: float) -> int:
     return round(INTERVAL_UNITS_PER_S / fps)
 
 
-def max_frame_bytes(fmt: str, width: int, height: int) -> int:
+def max_frame_bytes(width: int, height: int) -> int:
     """YUYV frames are exactly 2 bytes a pixel; an MJPEG frame gets the same ceiling
     (the encoder lowers its quality rather than exceed it)."""
     return width * height * 2
@@ -37,7 +37,7 @@ def modes_for(spec: UvcSpec) -> list[Mode]:
                     width=frame.width,
                     height=frame.height,
                     intervals=tuple(interval_of(fps) for fps in frame.fps),
-                    max_frame_bytes=max_frame_bytes(fmt.format, frame.width, frame.height),
+                    max_frame_bytes=max_frame_bytes(frame.width, frame.height),
                 )
             )
     return modes

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,20 +142,14 @@ class UvcService:
         spec = self.profile.uvc
         negotiation = Negotiation(modes_for(spec), spec.bytes_per_interval(spec.usb_speed))
         controls = default_controls()
-        for control in controls.values():
-            control.on_change = self._control_changed(control.name)
+        if self.on_control is not None:
+            for control in controls.values():
+                control.on_change = partial(self.on_control, control.name)
         handler = RequestHandler(negotiation, controls, control_if, streaming_if)
         self.function = UvcFunction(node, handler, self.frames)
         self.problem = None
         log.info("UVC function on %s (interfaces %d/%d)", path, control_if, streaming_if)
         return node
-
-    def _control_changed(self, name: str) -> Any:
-        def changed(value: int) -> None:
-            if self.on_control is not None:
-                self.on_control(name, value)
-
-        return changed
 
     def status(self) -> dict[str, Any]:
         function = self.function

@@ -20,13 +20,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from appliance.platform import v4l2
 from appliance.uvc.picture import Adjust, render
-from appliance.uvc.protocol import Mode, RequestHandler, Setup, StreamingControl
+from appliance.uvc.protocol import Mode, RequestHandler, Setup
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,6 @@ class V4L2GadgetNode:
 
 def find_gadget_node(sys_root: str = "/sys") -> str | None:
     """The ``/dev/videoN`` of the UVC function, found by its driver name."""
-    from pathlib import Path
-
     for node in sorted(Path(sys_root, "class", "video4linux").glob("video*")):
         path = f"/dev/{node.name}"
         try:
@@ -147,12 +146,10 @@ class FrameSlot:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._image: np.ndarray | None = None
-        self.updates = 0
 
     def put(self, image: np.ndarray) -> None:
         with self._lock:
             self._image = image
-            self.updates += 1
 
     def get(self) -> np.ndarray | None:
         with self._lock:
@@ -180,12 +177,9 @@ class UvcFunction:
         self.events: Counter[str] = Counter()
         self.sent = 0
         self.dropped = 0  # frames that could not be rendered or did not fit
-        self.queued_at: list[float] = []  # monotonic times of the last frames (for tests)
         self._free: list[int] = []
         self._next_frame = 0.0
         self._sizeimage = 0
-        handler.on_commit = self._on_commit
-        self._committed: tuple[StreamingControl, Mode] | None = None
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -194,18 +188,20 @@ class UvcFunction:
 
     def run(self, stop: threading.Event) -> None:
         poller = select.poll()
-        poller.register(self.node.fileno(), select.POLLPRI | select.POLLOUT)
         while not stop.is_set():
             wait = IDLE_POLL_S
             if self.streaming and self._free:
                 wait = min(wait, max(0.0, self._next_frame - self.clock()))
+            # Sent buffers (POLLOUT) matter only while streaming; an idle output node is
+            # always "writable", which would make this loop spin.
+            poller.register(
+                self.node.fileno(), select.POLLPRI | (select.POLLOUT if self.streaming else 0)
+            )
             ready = poller.poll(round(wait * 1000))
             if any(mask & select.POLLPRI for _, mask in ready):
                 self.drain_events()
             if self.streaming:
                 self.pump()
-            elif not any(mask & select.POLLPRI for _, mask in ready) and ready:
-                time.sleep(IDLE_POLL_S)  # POLLOUT without a stream: do not spin
 
     def drain_events(self) -> None:
         while True:
@@ -239,9 +235,6 @@ class UvcFunction:
         log.debug("uvc event %s", name)
 
     # -- streaming --------------------------------------------------------------------------
-
-    def _on_commit(self, control: StreamingControl, mode: Mode) -> None:
-        self._committed = (control, mode)
 
     def _start_stream(self) -> None:
         if self.streaming:
@@ -316,7 +309,6 @@ class UvcFunction:
                 log.warning("uvc frame dropped (%d so far): %s", self.dropped, exc)
             return
         self.sent += 1
-        self.queued_at = [*self.queued_at[-63:], now]
 
     @property
     def adjust(self) -> Adjust:
