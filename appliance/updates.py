@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 SWAP_TIMEOUT_S = 30.0  # every stage takes new models between two frames: far less
 FOLLOW_EVERY_S = 2.0  # how often the daemon checks for a slot switched by `appliance ota`
 POLL_S = 0.25
+STOPPING = "stopping in the middle of a model update; the next start resumes it"
 PROGRESS_EVERY_S = 1.0
 NO_FRAMES_FPS = 0.5  # below this the rate cannot be judged (no camera streaming)
 
@@ -101,7 +102,13 @@ class ModelUpdates:
         """Finish a job a previous run left (its gate needs the running pipeline), then
         follow the active slot when ``appliance ota install`` switched it."""
         if self.error is None:
-            self._locked_update(self._resume)
+            with self._busy:
+                try:
+                    self._resume()
+                except _Stopping:
+                    log.info(STOPPING)
+                except (AgentError, OSError) as exc:
+                    log.error("model update: %s", exc)
         while not self._stop.wait(FOLLOW_EVERY_S):
             if self.error is None and self._busy.acquire(blocking=False):
                 try:
@@ -125,7 +132,7 @@ class ModelUpdates:
             finally:
                 self._follow_active()
         except _Stopping:
-            log.info("stopping in the middle of a model update; the next start resumes it")
+            log.info(STOPPING)
             raise AgentError("the daemon is stopping; the next start resumes the update") from None
         finally:
             self._busy.release()
@@ -139,15 +146,6 @@ class ModelUpdates:
             self._follow_active()
         if status["job"] is not None:
             self._report(status)  # a finished job: its final state once more on connect
-
-    def _locked_update(self, work: Callable[[], None]) -> None:
-        with self._busy:
-            try:
-                work()
-            except _Stopping:
-                log.info("stopping in the middle of a model update; the next start resumes it")
-            except (AgentError, OSError) as exc:
-                log.error("model update: %s", exc)
 
     def _trusted_keys(self) -> list[Any]:
         """The keys in ``<root>/keys``, read per job so a key added later counts. None:
