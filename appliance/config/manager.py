@@ -55,7 +55,6 @@ class ConfigManager:
         self.path = path
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
-        self._failures: list[str] = []  # of the change being installed (see ``apply``)
         self._checks: list[Listener] = []
 
     @property
@@ -79,47 +78,48 @@ class ConfigManager:
 
     def update(self, patch: dict[str, Any], origin: str = "api") -> tuple[Config, set[str]]:
         """Apply a partial change; returns the new config and the paths that need a restart."""
-        if not isinstance(patch, dict):
-            raise ConfigError([f"(top level): expected a mapping, got {type(patch).__name__}"])
-        with self._lock:
-            return self._commit(merge(self._config.model_dump(mode="json"), patch), origin)
+        config, restart, _ = self._change(patch, origin, replace=False)
+        return config, restart
 
     def replace(self, document: Any, origin: str = "api") -> tuple[Config, set[str]]:
         """Replace the whole configuration (missing keys take their defaults)."""
-        with self._lock:
-            return self._commit(document, origin)
+        config, restart, _ = self._change(document, origin, replace=True)
+        return config, restart
 
     def apply(
         self, document: Any, origin: str = "api", replace: bool = False
     ) -> tuple[Config, list[str]]:
         """``update`` (or ``replace``), and which parts failed to apply the change: the
         caller may then put the previous configuration back."""
-        if not replace and not isinstance(document, dict):
-            raise ConfigError([f"(top level): expected a mapping, got {type(document).__name__}"])
-        with self._lock:
-            self._failures = []
-            if not replace:
-                document = merge(self._config.model_dump(mode="json"), document)
-            config, _ = self._commit(document, origin)
-            return config, list(self._failures)
+        config, _, failures = self._change(document, origin, replace)
+        return config, failures
 
     def reload(self) -> tuple[Config, set[str]]:
         """Re-read the config file (SIGHUP); a bad file is refused and the running one kept."""
         if self.path is None:
             return self._config, set()
         with self._lock:
-            new = load_config(self.path)
-            return self._install(new, "file", persist=False)
+            config, restart, _ = self._install(load_config(self.path), "file", persist=False)
+            return config, restart
 
-    def _commit(self, document: Any, origin: str) -> tuple[Config, set[str]]:
-        new = parse_config(document, origin)
-        return self._install(new, origin, persist=True)
+    def _change(
+        self, document: Any, origin: str, replace: bool
+    ) -> tuple[Config, set[str], list[str]]:
+        if not replace and not isinstance(document, dict):
+            raise ConfigError([f"(top level): expected a mapping, got {type(document).__name__}"])
+        with self._lock:
+            if not replace:
+                document = merge(self._config.model_dump(mode="json"), document)
+            return self._install(parse_config(document, origin), origin, persist=True)
 
-    def _install(self, new: Config, origin: str, persist: bool) -> tuple[Config, set[str]]:
+    def _install(
+        self, new: Config, origin: str, persist: bool
+    ) -> tuple[Config, set[str], list[str]]:
+        """Check, save, switch, tell the listeners; also returns the listeners' failures."""
         old = self._config
         changed = changed_paths(old, new)
         if not changed:
-            return old, set()
+            return old, set(), []
         for check in self._checks:
             check(old, new)
         if persist and self.path is not None:
@@ -129,10 +129,11 @@ class ConfigManager:
         log.info("config changed by %s: %s", origin, ", ".join(sorted(changed)))
         if needs_restart:
             log.warning("takes effect after a restart: %s", ", ".join(sorted(needs_restart)))
+        failures = []
         for listener in self._listeners:
             try:
                 listener(old, new)
             except Exception as exc:
                 log.exception("applying the new configuration failed in %r", listener)
-                self._failures.append(str(exc) or type(exc).__name__)
-        return new, needs_restart
+                failures.append(str(exc) or type(exc).__name__)
+        return new, needs_restart, failures
