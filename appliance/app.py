@@ -189,9 +189,9 @@ class Appliance:
         if not cfg.fleet.enabled:
             return None
         from appliance.fleet.client import FleetClient, FleetSettings
+        from appliance.fleet.shadow import state_path
 
-        path = self.config.path
-        state = path.with_name(path.stem + ".fleet.json") if path is not None else None
+        state = state_path(self.config.path)
         updater = self.updates.install if self.updates is not None else None
         client = FleetClient(
             self.config,

@@ -61,14 +61,21 @@ def dump_config(config: Config) -> str:
 
 def save_config(path: Path, config: Config) -> None:
     """Write atomically: a crash leaves either the old file or the new one, never half."""
+    write_atomic(path, dump_config(config), 0o640)
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``text`` through a temporary file in the same directory
+    (created 0600, so a secret is never readable by others, then given ``mode``), the
+    data and the rename both synced: after a crash the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(dump_config(config))
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o640)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from appliance.config import ConfigError
 from appliance.config.manager import ConfigManager
+from appliance.config.store import write_atomic
 
 log = logging.getLogger(__name__)
+
+
+def state_path(config_path: Path | None) -> Path | None:
+    """Where the answered version is kept: beside the config file (none without one)."""
+    if config_path is None:
+        return None
+    return config_path.with_name(config_path.stem + ".fleet.json")
 
 
 class Shadow:
@@ -75,10 +81,4 @@ class Shadow:
     def _save(self) -> None:
         if self.state_file is None:
             return
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".fleet-")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": self.version}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_file)
+        write_atomic(self.state_file, json.dumps({"version": self.version}))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
+from appliance.fleet.shadow import state_path
 from appliance.web.common import daemon, optional
 from appliance.web.security import auth_store, is_api, sessions
 
@@ -33,9 +33,9 @@ def factory_reset() -> str | None:
     the camera comes back as shipped, with a new setup code on its console. Installed
     models stay (their slots are the update agent's; it can roll them back)."""
     path = daemon().config.path
-    if path is not None:
-        for stale in (path, path.with_name(path.stem + ".fleet.json")):
-            Path(stale).unlink(missing_ok=True)
+    for stale in (path, state_path(path)):
+        if stale is not None:
+            stale.unlink(missing_ok=True)
     auth_store().reset()
     sessions().drop_all()
     log.warning("factory reset from the web page")

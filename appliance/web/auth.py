@@ -18,6 +18,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from appliance.config.store import write_atomic
+
 log = logging.getLogger(__name__)
 
 # scrypt, RFC 7914 recommended interactive cost: ~32 MiB and ~0.1 s a guess, which is
@@ -161,7 +163,7 @@ class AuthStore:
         """Install a hash made elsewhere (provisioning never sends the password itself)."""
         with self._lock:
             if self.path is not None:
-                _write_private(self.path, {"version": 1, "password": record})
+                write_atomic(self.path, json.dumps({"version": 1, "password": record}, indent=2))
             self._record = record
             self.setup_code = None
         log.info("web: password set")
@@ -173,23 +175,3 @@ class AuthStore:
                 self.path.unlink(missing_ok=True)
             self._record = None
         self.new_setup_code()
-
-
-def _write_private(path: Path, document: dict[str, Any]) -> None:
-    """Atomic and 0600 from the first byte: a hash readable by others is half-cracked."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(document, out, indent=2)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
