@@ -238,7 +238,8 @@ def _probe_gpu(root: Path, profile: BoardProfile | None) -> PartReport:
     return PartReport("none", reason, details)
 
 
-def _probe_temperatures(root: Path) -> list[Temperature]:
+def probe_temperatures(root: Path = Path("/")) -> list[Temperature]:
+    """Every thermal zone under ``root`` (a zone that cannot be read says why)."""
     base = _under(root, "/sys/class/thermal")
     temps: list[Temperature] = []
     if not base.is_dir():
@@ -290,7 +291,7 @@ def probe(
         board, detected, reason = "unknown", False, f"board profiles unusable: {exc}"
 
     try:
-        temperatures = _probe_temperatures(root)
+        temperatures = probe_temperatures(root)
     except Exception:  # a very odd sysfs: no temperatures rather than no report
         temperatures = []
     seen = {t.type for t in temperatures}

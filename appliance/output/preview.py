@@ -53,9 +53,13 @@ class JpegHub:
     def closed(self) -> bool:
         return self._closed
 
-    def attach(self) -> None:
+    def attach(self, limit: int | None = None) -> bool:
+        """Count one more viewer; False (not counted) when ``limit`` are already here."""
         with self._cond:
+            if limit is not None and self.clients >= limit:
+                return False
             self.clients += 1
+            return True
 
     def detach(self) -> None:
         with self._cond:

@@ -11,7 +11,8 @@ from flask.typing import ResponseReturnValue
 from appliance.config import Config, ConfigError
 from appliance.web.apply import apply_change
 from appliance.web.common import daemon, optional
-from appliance.web.system import fleet_state, temperatures, uvc_state
+from appliance.web.forms import config_schema
+from appliance.web.system import fleet_state, temperatures
 
 api = Blueprint("api", __name__)
 
@@ -43,7 +44,6 @@ def status() -> ResponseReturnValue:
     body = daemon().status()
     body["temperatures"] = temperatures()
     body["fleet"] = fleet_state(optional("fleet"))
-    body["uvc"] = uvc_state(body, daemon())
     return jsonify(body)
 
 
@@ -54,7 +54,7 @@ def get_config() -> ResponseReturnValue:
 
 @api.get("/config/schema")
 def get_schema() -> ResponseReturnValue:
-    return jsonify(Config.model_json_schema())
+    return jsonify(config_schema())
 
 
 @api.route("/config", methods=["PATCH", "PUT"])

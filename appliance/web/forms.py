@@ -4,6 +4,7 @@ fields from its JSON schema, values back into a config patch, errors onto fields
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from appliance.config import Config
@@ -32,21 +33,20 @@ class Section:
     fields: list[Field]
 
 
-def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    ref = node.get("$ref") or (node.get("allOf") or [{}])[0].get("$ref")
-    if ref:
-        return dict(schema["$defs"][ref.rsplit("/", 1)[-1]])
-    return node
+@cache
+def config_schema() -> dict[str, Any]:
+    """The JSON schema of the config (fixed for the process: built once, never edited)."""
+    return Config.model_json_schema()
 
 
 def sections(config: Config) -> list[Section]:
-    schema = Config.model_json_schema()
+    schema = config_schema()
     values = config.model_dump(mode="json")
     out = []
     for name, node in schema["properties"].items():
         if name in SKIPPED:
             continue
-        section = _resolve(schema, node)
+        section = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
         fields = [
             _field(f"{name}.{key}", prop, values[name][key])
             for key, prop in section.get("properties", {}).items()

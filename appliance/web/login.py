@@ -106,12 +106,16 @@ def _set_first_password(form: Any) -> tuple[dict[str, str], int]:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    _log_out()
+    return redirect("/login")
+
+
+def _log_out() -> None:
     session = current_session()
     if session is not None:
         sessions().drop(session.sid)
     g.session = None
     g.forget_cookie = True
-    return redirect("/login")
 
 
 @bp.route("/api/session", methods=["GET", "POST", "DELETE"])
@@ -131,11 +135,7 @@ def api_session() -> ResponseReturnValue:
         if refused is not None:
             return jsonify(errors=["wrong password"]), 401
     elif request.method == "DELETE":
-        session = current_session()
-        if session is not None:
-            sessions().drop(session.sid)
-        g.session = None
-        g.forget_cookie = True
+        _log_out()
         return jsonify(logged_in=False)
     session = ensure_session()
     return jsonify(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, abort, request
@@ -17,7 +16,6 @@ BOUNDARY = "frame"
 POLL_S = 0.5
 # Each stream holds a thread and an encoder's attention: a handful of viewers at most.
 MAX_STREAMS = 8
-_counting = threading.Lock()
 
 
 def _hub() -> JpegHub:
@@ -33,10 +31,8 @@ def _hub() -> JpegHub:
 @preview.get("/stream.mjpg")
 def stream() -> Response:
     hub = _hub()
-    with _counting:  # counted here, not when the stream starts: parallel opens see it
-        if hub.clients >= MAX_STREAMS:
-            return Response("too many viewers\n", status=503, mimetype="text/plain")
-        hub.attach()
+    if not hub.attach(MAX_STREAMS):  # counted now, not when the stream starts sending
+        return Response("too many viewers\n", status=503, mimetype="text/plain")
 
     def parts() -> Iterator[bytes]:
         seen = 0

@@ -64,7 +64,7 @@ class SessionStore:
         """A fresh id at login: an id planted before it (session fixation) is worthless."""
         if old is not None:
             self.drop(old.sid)
-        return self._add(logged_in=True)
+        return self._add()
 
     def drop(self, sid: str) -> None:
         with self._lock:
@@ -74,11 +74,11 @@ class SessionStore:
         with self._lock:
             self._sessions.clear()
 
-    def _add(self, logged_in: bool) -> Session:
+    def _add(self) -> Session:
         session = Session(
             sid=secrets.token_urlsafe(32),
             csrf=secrets.token_urlsafe(32),
-            logged_in=logged_in,
+            logged_in=True,
             expires=time.monotonic() + self.lifetime_s,
         )
         with self._lock:
