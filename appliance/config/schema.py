@@ -7,12 +7,15 @@ applied live, between frames.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import JsonDict
 
 from appliance.capture.uri import parse_source_uri
+from appliance.codec.transport import parse_udp_uri
+from appliance.fleet.topics import parse_broker
 
 RESTART: JsonDict = {"restart": True}
 
@@ -32,6 +35,16 @@ def _check_source_uri(uri: str) -> str:
 
 
 SourceUri = Annotated[str, AfterValidator(_check_source_uri)]
+
+
+def _accepted_by(parse: Callable[[str], object]) -> AfterValidator:
+    """A string field valid when ``parse`` takes it (its ValueError says what is accepted)."""
+
+    def check(value: str) -> str:
+        parse(value)
+        return value
+
+    return AfterValidator(check)
 
 
 class SourceConfig(Section):
@@ -163,18 +176,11 @@ class BackgroundConfig(Section):
     )
 
 
-def _check_udp_destination(value: str) -> str:
-    from appliance.codec.transport import parse_udp_uri
-
-    parse_udp_uri(value)  # ValueError says what is accepted
-    return value
-
-
 class CodecConfig(Section):
     enabled: bool = Field(
         False, description="Send the face as keypoints (the low-bandwidth codec) to `destination`"
     )
-    destination: Annotated[str, AfterValidator(_check_udp_destination)] = Field(
+    destination: Annotated[str, _accepted_by(parse_udp_uri)] = Field(
         "udp://127.0.0.1:5004", description="Where the keypoint stream goes: udp://HOST:PORT"
     )
     floor: float = Field(
@@ -191,18 +197,11 @@ class CodecConfig(Section):
     )
 
 
-def _check_broker(value: str) -> str:
-    from appliance.fleet.topics import parse_broker
-
-    parse_broker(value)  # ValueError says what is accepted
-    return value
-
-
 class FleetConfig(Section):
     enabled: bool = Field(
         False, description="Connect to the fleet's MQTT broker", json_schema_extra=RESTART
     )
-    broker: Annotated[str, AfterValidator(_check_broker)] = Field(
+    broker: Annotated[str, _accepted_by(parse_broker)] = Field(
         "mqtts://localhost:8883",
         description="mqtts://HOST:PORT (TLS) or mqtt://HOST:PORT",
         json_schema_extra=RESTART,
