@@ -64,3 +64,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def form_token(page: str | bytes) -> str:
+    """The CSRF token a page's form carries."""
+    text = page.decode() if isinstance(page, bytes) else page
+    return text.split('name="csrf_token" value="')[1].split('"')[0]

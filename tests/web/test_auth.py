@@ -13,7 +13,7 @@ import pytest
 from appliance.web.auth import SCRYPT_N, AuthStore, check_password, hash_password
 from appliance.web.ratelimit import LoginLimiter
 from tests.web.conftest import TEST_SCRYPT_N, Served, serve
-from tests.web.helpers import PASSWORD, Client
+from tests.web.helpers import PASSWORD, Client, form_token
 
 
 def test_hashes_are_salted_slow_scrypt_and_never_the_password(tmp_path: Path) -> None:
@@ -69,7 +69,7 @@ def test_setup_page_needs_the_code_and_a_good_password_then_logs_in(
     code, body = client.send("/api/status", "GET", b"")
     assert code == 401 and "set the password first" in body["errors"][0]
     code, page, _ = client.raw("/setup")
-    token = page.decode().split('name="csrf_token" value="')[1].split('"')[0]
+    token = form_token(page)
 
     def post(**fields: str) -> tuple[int, str, dict[str, str]]:
         form = "&".join(f"{k}={v}" for k, v in {"csrf_token": token, **fields}.items())
@@ -154,7 +154,7 @@ def test_the_login_form_is_rate_limited_too(tmp_path: Path, still: Path) -> None
     served.auth.set_password(PASSWORD)
     client = served.flask.test_client()
     page = client.get("/login").get_data(as_text=True)
-    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    token = form_token(page)
     form = {"csrf_token": token, "password": "nope nope nope"}
     assert client.post("/login", data=form).status_code == 401
     response = client.post("/login", data={**form, "password": PASSWORD})

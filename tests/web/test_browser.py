@@ -8,6 +8,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.conftest import wait_until
 from tests.ota.helpers import rewrite
@@ -21,6 +22,14 @@ def log_in(page: Any, served: Served) -> None:
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(served.base + "/settings")  # back where it wanted to go
+
+
+@pytest.fixture
+def logged_in(ota_served: tuple[Served, Signer], page: Any) -> Served:
+    """A daemon with updates on, and the browser logged in to its page."""
+    served, _ = ota_served
+    log_in(page, served)
+    return served
 
 
 def test_first_boot_setup_then_login_and_logout(unprovisioned: Served, page: Any) -> None:
@@ -53,11 +62,8 @@ def _grab(page: Any) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32)
 
 
-def test_the_preview_shows_moving_frames_and_live_plots(
-    ota_served: tuple[Served, Signer], page: Any
-) -> None:
-    served, _ = ota_served
-    log_in(page, served)
+def test_the_preview_shows_moving_frames_and_live_plots(logged_in: Served, page: Any) -> None:
+    served = logged_in
     page.goto(served.base + "/")
     page.wait_for_function("document.getElementById('live').naturalWidth > 0")
     assert page.evaluate("document.getElementById('live').naturalWidth") == 320
@@ -92,10 +98,9 @@ def test_the_preview_shows_moving_frames_and_live_plots(
 
 
 def test_a_setting_changed_in_the_form_changes_the_running_pipeline(
-    ota_served: tuple[Served, Signer], page: Any
+    logged_in: Served, page: Any
 ) -> None:
-    served, _ = ota_served
-    log_in(page, served)
+    served = logged_in
     page.fill("[name='web.jpeg_quality']", "22")
     page.select_option("[name='align.lock']", "active")
     page.click("text=Apply")
@@ -107,10 +112,9 @@ def test_a_setting_changed_in_the_form_changes_the_running_pipeline(
 
 
 def test_a_bad_value_shows_its_error_and_changes_nothing(
-    ota_served: tuple[Served, Signer], page: Any, tmp_path: Any
+    logged_in: Served, page: Any, tmp_path: Any
 ) -> None:
-    served, _ = ota_served
-    log_in(page, served)
+    served = logged_in
     before = served.app.config.config
     page.fill("[name='web.jpeg_quality']", "500")
     page.fill("[name='align.max_zoom']", "2")
@@ -162,11 +166,8 @@ def test_a_signed_bundle_upload_installs_and_a_tampered_one_is_refused(
     assert "active slot\tb" in slots and "face_detection 0.10.21-2" in slots
 
 
-def test_device_actions_need_the_confirmation_box(
-    ota_served: tuple[Served, Signer], page: Any
-) -> None:
-    served, _ = ota_served
-    log_in(page, served)
+def test_device_actions_need_the_confirmation_box(logged_in: Served, page: Any) -> None:
+    served = logged_in
     page.goto(served.base + "/actions")
     page.click("#restart")
     assert "tick the confirmation box" in page.inner_text("#action-error")

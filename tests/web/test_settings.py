@@ -13,7 +13,7 @@ from appliance.web import forms
 from appliance.web.apply import apply_change
 from tests.conftest import wait_until
 from tests.web.conftest import Served
-from tests.web.helpers import Client
+from tests.web.helpers import Client, form_token
 
 
 class Form(dict[str, Any]):
@@ -78,7 +78,7 @@ def test_a_change_that_fails_to_apply_is_reverted(tmp_path: Path) -> None:
 def _settings_form(client: Client) -> str:
     code, page, _ = client.raw("/settings")
     assert code == 200
-    return page.decode().split('name="csrf_token" value="')[1].split('"')[0]
+    return form_token(page)
 
 
 def _post(client: Client, fields: dict[str, str]) -> tuple[int, str]:
