@@ -150,7 +150,7 @@ class ModelUpdates:
     def _trusted_keys(self) -> list[Any]:
         """The keys in ``<root>/keys``, read per job so a key added later counts. None:
         every update is refused as unsigned by a trusted key, which the job says."""
-        keys = self.root / "keys"
+        keys = self.agent.layout.keys_dir
         return load_public_keys([keys]) if keys.is_dir() else []
 
     def _follow_active(self) -> None:

@@ -56,6 +56,12 @@ ABORTABLE = ("download", "verify", "install")
 START_LIMIT = 3  # daemon starts on unproven new models before they are rolled back
 
 
+def _raise_high_water(high_water: dict[str, str], name: str, version: str) -> None:
+    """The anti-rollback mark of ``name`` never goes down."""
+    if name not in high_water or compare_versions(version, high_water[name]) > 0:
+        high_water[name] = version
+
+
 class _Suspended(Exception):
     """The job cannot go on now (the network is down); it stays resumable."""
 
@@ -315,8 +321,7 @@ class Agent:
         """Record ``slot`` as committed and raise the high-water marks to its versions."""
         high_water = state["high_water"]
         for name, version in slot_versions(self.layout.slot(slot)).items():
-            if name not in high_water or compare_versions(version, high_water[name]) > 0:
-                high_water[name] = version
+            _raise_high_water(high_water, name, version)
         state["committed_slot"] = slot
         self._save(state)
 
@@ -433,10 +438,8 @@ class Agent:
         self._transition(state, "rollback", reason=reason, error="HealthGateFailed")
 
     def _commit(self, state: dict[str, Any], job: dict[str, Any]) -> None:
-        high_water = state["high_water"]
         name, version = job["bundle"], job["version"]
-        if name not in high_water or compare_versions(version, high_water[name]) > 0:
-            high_water[name] = version
+        _raise_high_water(state["high_water"], name, version)
         state["committed_slot"], state["fallback_slot"] = job["to_slot"], job["from_slot"]
         self._finish(state, "done", "installed")
         log.info("OTA job %s: %s %s installed in slot %s", job["id"], name, version, job["to_slot"])

@@ -107,9 +107,10 @@ def _root(args: argparse.Namespace) -> Path:
 
 
 def _trusted(args: argparse.Namespace) -> list[Any]:
+    from ota.layout import Layout
     from ota.signing import load_public_keys
 
-    return load_public_keys(args.key or [_root(args) / "keys"])
+    return load_public_keys(args.key or [Layout(_root(args)).keys_dir])
 
 
 def _keygen(args: argparse.Namespace) -> int:
