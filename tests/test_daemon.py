@@ -16,13 +16,8 @@ import pytest
 
 from appliance.app import Appliance
 from appliance.config import ConfigManager, parse_config
+from appliance.fleet.bench import free_port
 from tests.conftest import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

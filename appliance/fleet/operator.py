@@ -12,6 +12,7 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from appliance.fleet.topics import Topics, parse_broker
@@ -77,37 +78,35 @@ class Operator:
         return int(document["version"])
 
     def wait_reported(self, device: str, version: int, timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while self.reported.get(device, {}).get("version", -1) < version:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{device} did not report version {version}")
-                self.changed.wait(left)
-            return self.reported[device]
+        if not self._wait(
+            lambda: self.reported.get(device, {}).get("version", -1) >= version, timeout
+        ):
+            raise TimeoutError(f"{device} did not report version {version}")
+        return self.reported[device]
 
     def wait_status(self, device: str, online: bool, timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        if not self._wait(lambda: self.status.get(device, {}).get("online") is online, timeout):
+            raise TimeoutError(f"{device} never showed online={online}")
+        return self.status[device]
+
+    def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Whether ``done()`` came true (checked under ``changed``) within ``timeout``."""
         with self.changed:
-            while self.status.get(device, {}).get("online") is not online:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{device} never showed online={online}")
-                self.changed.wait(left)
-            return self.status[device]
+            return self.changed.wait_for(done, timeout)
 
     def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
             return
         self.connects += 1
+        every = Topics(self.prefix, "+")
         client.subscribe(
             [
-                (f"{self.prefix}/+/status", 1),
-                (f"{self.prefix}/+/config/reported", 1),
-                (f"{self.prefix}/+/config/desired", 1),  # the versions other operators used
-                (f"{self.prefix}/+/ota", 1),
-                (f"{self.prefix}/+/telemetry", 0),  # keeps the health in ``status`` fresh
-                (f"{self.prefix}/+/response/+", 1),  # answers to our commands
+                (every.status, 1),
+                (every.reported, 1),
+                (every.desired, 1),  # the versions other operators used
+                (every.ota, 1),
+                (every.telemetry, 0),  # keeps the health in ``status`` fresh
+                (every.response("+"), 1),  # answers to our commands
             ]
         )
         for device, document in list(self.desired.items()):  # re-assert what we want
@@ -154,7 +153,7 @@ class Operator:
 
         props = properties.Properties(PacketTypes.PUBLISH)
         props.MessageExpiryInterval = expiry_s
-        props.ResponseTopic = f"{self.prefix}/{device}/response/{name}"  # its own subtree (ACL)
+        props.ResponseTopic = Topics(self.prefix, device).response(name)
         props.CorrelationData = json.dumps(payload).encode()[:64]
         topic = Topics(self.prefix, device).command(name)
         self.client.publish(topic, json.dumps(payload), 1, False, props)
@@ -166,13 +165,9 @@ class Operator:
         with self.changed:
             self.responses.pop((device, name), None)
         self.command(device, name, payload, expiry_s=max(1, round(timeout)))
-        deadline = time.monotonic() + timeout
+        if not self._wait(lambda: (device, name) in self.responses, timeout):
+            return {"ok": False, "error": f"{device} did not answer in {timeout:.0f} s"}
         with self.changed:
-            while (device, name) not in self.responses:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return {"ok": False, "error": f"{device} did not answer in {timeout:.0f} s"}
-                self.changed.wait(left)
             return self.responses.pop((device, name))
 
     def wait_job(self, device: str, job: str, timeout: float) -> dict[str, Any]:

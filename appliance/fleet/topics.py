@@ -70,3 +70,7 @@ class Topics:
 
     def command(self, name: str) -> str:
         return f"{self.root}/cmd/{name}"
+
+    def response(self, name: str) -> str:
+        """Where a command's answer goes: the camera's own subtree (its ACL allows it)."""
+        return f"{self.root}/response/{name}"
