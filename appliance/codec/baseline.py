@@ -55,6 +55,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from appliance.codec.pictures import svt_guard
+
 if TYPE_CHECKING:
     import av as _av
 
@@ -183,21 +185,10 @@ def encode_decode(
 ) -> BaselineResult:
     """Encode BGR uint8 frames with ``codec`` at a target ``kbps`` and decode them again."""
     _check(frames, fps, codec, kbps)
-    # SVT-AV1 prints its banner straight to file descriptor 2, and, run as root, makes
-    # the calling thread SCHED_FIFO 99: every child process started afterwards (a VM,
-    # a broker) would inherit it and starve the rest. Both are put back.
-    with _quiet_stderr(), _same_scheduling():
+    # libvpx and x264 print to file descriptor 2 too; svt_guard puts SVT-AV1's real-time
+    # scheduling back (a VM or broker started afterwards would inherit it)
+    with _quiet_stderr(), svt_guard():
         return _encode_decode(frames, fps, codec, kbps)
-
-
-@contextlib.contextmanager
-def _same_scheduling() -> Iterator[None]:
-    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
-    try:
-        yield
-    finally:
-        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
-            os.sched_setscheduler(0, policy, param)
 
 
 @contextlib.contextmanager

@@ -1,12 +1,15 @@
 """Keypoint codec bitstream: packets, their parsing, and the receiver's loss/reorder logic.
 
-One UDP datagram is one packet: an 18-byte header (magic, version, type, stream id,
-16-bit sequence number, 90 kHz timestamp, payload length, CRC-32) and a payload. The
+One UDP datagram is one packet: an 11-byte header (version and type in one byte, stream
+id, 16-bit sequence number, 16-bit millisecond timestamp, CRC-32) and a payload. The
 layout, every field and what a receiver does on loss is specified in
 docs/codec-bitstream.md; this module is its reference implementation.
 
 Why it looks like this:
 
+- The header is small because a keypoint packet is small (about 20 bytes of payload,
+  30 times a second): no magic (the CRC does that job), no length (the datagram's),
+  a 16-bit timestamp (a receiver unwraps it against the previous packet).
 - The CRC covers header and payload, so a truncated, bit-flipped or foreign datagram is
   rejected whole (``BitstreamError``) before any field is trusted; ``parse`` never raises
   anything else.
@@ -29,10 +32,11 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-MAGIC = 0x4B  # "K"
-VERSION = 1
-HEADER = struct.Struct(">BBBBHHIHI")  # magic version type flags stream seq ts length crc
-HEADER_SIZE = HEADER.size  # 18
+VERSION = 2
+VERSION_1_MAGIC = 0x4B  # the first byte of every version-1 datagram ("K")
+HEADER = struct.Struct(">BHHHI")  # version<<4 | type, stream, seq, timestamp (ms), crc
+HEADER_SIZE = HEADER.size  # 11
+_CRC_AT = HEADER_SIZE - 4
 FRAGMENT = struct.Struct(">BBBBII")  # object id, index, count, reserved, length, crc
 FRAGMENT_SIZE = FRAGMENT.size  # 12
 MTU = 1200  # datagram size the packetizer stays within
@@ -123,7 +127,7 @@ class Packet:
     type: PacketType
     stream: int
     seq: int
-    timestamp: int  # 90 kHz, wraps at 2**32
+    timestamp: int  # capture time, ms, wraps at 2**16
     payload: Payload
 
 
@@ -158,16 +162,12 @@ def pack(packet: Packet) -> bytes:
     if len(payload) > MAX_PAYLOAD:
         raise BitstreamError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     head = HEADER.pack(
-        MAGIC,
-        VERSION,
-        PacketType(packet.type),
-        0,
+        VERSION << 4 | PacketType(packet.type),
         _u(packet.stream, 16, "stream"),
         _u(packet.seq, 16, "seq"),
-        _u(packet.timestamp, 32, "timestamp"),
-        len(payload),
+        _u(packet.timestamp, 16, "timestamp"),
         0,
-    )[:14]
+    )[:_CRC_AT]
     return head + struct.pack(">I", zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
@@ -176,19 +176,17 @@ def parse(data: bytes) -> Packet:
     data = bytes(data)
     if len(data) < HEADER_SIZE:
         raise BitstreamError(f"truncated: {len(data)} bytes, the header alone is {HEADER_SIZE}")
-    magic, version, kind, _flags, stream, seq, ts, length, crc = HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise BitstreamError(f"bad magic 0x{magic:02x}")
-    if version != VERSION:
-        raise BitstreamError(f"unsupported version {version} (this receiver reads {VERSION})")
-    if length != len(data) - HEADER_SIZE:
-        raise BitstreamError(f"payload length {length} but {len(data) - HEADER_SIZE} bytes")
-    if zlib.crc32(data[HEADER_SIZE:], zlib.crc32(data[:14])) != crc:
+    first, stream, seq, ts, crc = HEADER.unpack_from(data)
+    if first == VERSION_1_MAGIC:
+        raise BitstreamError(f"unsupported version 1 (this receiver reads {VERSION})")
+    if first >> 4 != VERSION:
+        raise BitstreamError(f"unsupported version {first >> 4} (this receiver reads {VERSION})")
+    if zlib.crc32(data[HEADER_SIZE:], zlib.crc32(data[:_CRC_AT])) != crc:
         raise BitstreamError("CRC mismatch")
     try:
-        ptype = PacketType(kind)
+        ptype = PacketType(first & 0x0F)
     except ValueError:
-        raise BitstreamError(f"unknown packet type {kind}") from None
+        raise BitstreamError(f"unknown packet type {first & 0x0F}") from None
     return Packet(ptype, stream, seq, ts, _parse_payload(ptype, data[HEADER_SIZE:]))
 
 

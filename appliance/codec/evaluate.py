@@ -35,9 +35,9 @@ from appliance.codec.tracking import track_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-# our codec's points: (quality floor, reference WebP quality); a lower floor is only worth
+# our codec's points: (quality floor, reference quality); a lower floor is only worth
 # having with a cheaper reference, so the two go together
-SETTINGS = ((0.70, 25), (0.75, 30), (0.80, 40), (0.85, 55))
+SETTINGS = ((0.70, 15), (0.75, 25), (0.80, 35), (0.85, 50))
 RATES = (10.0, 20.0, 40.0, 80.0)  # kbit/s for the conventional codecs
 POINTS = 468
 Progress = Callable[[str], None]

@@ -33,7 +33,6 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from appliance.codec import metrics
@@ -64,11 +63,12 @@ from appliance.codec.keypoints import (
     Packet,
     check_landmarks,
 )
+from appliance.codec.pictures import decode_picture, encode_picture, reference_codecs
 from appliance.codec.render import REGIONS, FaceRenderer, region_box, region_mask
 
 log = logging.getLogger(__name__)
 
-CLOCK = 90_000  # timestamps, Hz
+CLOCK = 1000  # timestamps, Hz (ms, wrapping at 2**16)
 HISTORY = 108_000  # per-frame figures kept
 KEYPOINT_DATA_FORMAT = 1
 _SHAPE_SCALE = scale_index(24.0)  # reference shape symbols: about +-24 steps of 1/128 cm
@@ -80,7 +80,8 @@ class CodecSettings:
     """What a call trades: bits against the floor the picture may never fall below."""
 
     floor: float = 0.90  # face MS-SSIM of every decoded frame
-    reference_quality: int = 60  # WebP, 1..100
+    reference_quality: int = 60  # 1..100 (WebP's scale; AV1 maps it to its quantizer)
+    reference_codec: Codec = Codec.AV1  # or WEBP; AV1 where this machine has it
     residual_quality: int = 75
     intra_period: int = 15  # frames
     max_residuals: int = 3  # regions patched per frame before a new reference instead
@@ -93,6 +94,8 @@ class CodecSettings:
         for name in ("reference_quality", "residual_quality"):
             if not 1 <= getattr(self, name) <= 100:
                 raise ValueError(f"{name} must lie in 1..100")
+        if self.reference_codec not in (Codec.AV1, Codec.WEBP):
+            raise ValueError(f"references are AV1 or WEBP, not {self.reference_codec.name}")
         if self.intra_period < 1 or self.max_residuals < 0:
             raise ValueError("intra_period must be >= 1 and max_residuals >= 0")
 
@@ -129,23 +132,6 @@ def _finite(iris: np.ndarray | None) -> np.ndarray | None:
 def _corners(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     x, y, w, h = box
     return x, y, x + w, y + h
-
-
-def encode_picture(picture: np.ndarray, quality: int) -> bytes:
-    ok, data = cv2.imencode(".webp", picture, [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError("WebP encoding failed")
-    return data.tobytes()
-
-
-def decode_picture(codec: Codec, data: bytes) -> np.ndarray:
-    """A BGR picture from a reference or residual; BitstreamError if it is not one."""
-    if codec not in (Codec.JPEG, Codec.WEBP, Codec.PNG):
-        raise BitstreamError(f"{codec.name} pictures are not decoded by this receiver")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise BitstreamError(f"undecodable {codec.name} picture")
-    return np.asarray(image)
 
 
 def pack_keypoint_data(model: KeypointCodecModel, shape: np.ndarray, pose: np.ndarray) -> bytes:
@@ -187,6 +173,10 @@ class Sender:
     ) -> None:
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.settings = settings or CodecSettings()
+        self.reference_codec = self.settings.reference_codec
+        if self.reference_codec not in reference_codecs():
+            log.warning("no %s encoder here: references go as WebP", self.reference_codec.name)
+            self.reference_codec = Codec.WEBP
         self.model = model or KeypointCodecModel.load()
         self.model_id = model_id
         self.stream = random.randrange(1 << 16) if stream is None else stream
@@ -221,7 +211,7 @@ class Sender:
             self.stats.skipped += 1
             return []
         points = check_landmarks(landmarks)
-        ts = round(index * CLOCK / self.fps) % (1 << 32)
+        ts = round(index * CLOCK / self.fps) % (1 << 16)
         start = time.perf_counter()
         out: list[bytes] = []
         for ref_id in self._resend:
@@ -286,14 +276,14 @@ class Sender:
     ) -> list[bytes]:
         self._want_reference = False
         self.ref_id = (self.ref_id + 1) % 256
-        image = encode_picture(frame, self.settings.reference_quality)
+        image = encode_picture(frame, self.settings.reference_quality, self.reference_codec)
         shape = self.encoder.set_reference(points)  # the next packet is intra
         reference = self.model.decode_reference(shape)
         params = self.model.analyze(points, self.width, self.height, reference, _finite(iris))
         q = self.model.quantize(params)
         ref = Reference(
             self.ref_id,
-            Codec.WEBP,
+            self.reference_codec,
             self.width,
             self.height,
             self.model_id,
@@ -301,7 +291,8 @@ class Sender:
             pack_keypoint_data(self.model, shape, q),
         )
         landmarks = self.model.render_points(q, self.width, self.height, reference)
-        self.renderer.add_reference(self.ref_id, decode_picture(Codec.WEBP, image), landmarks)
+        picture = decode_picture(self.reference_codec, image, (self.width, self.height))
+        self.renderer.add_reference(self.ref_id, picture, landmarks)
         datagrams = self.packets.reference(ref, ts)
         self._sent[self.ref_id] = ref
         while len(self._sent) > 8:
@@ -509,9 +500,7 @@ class Receiver:
             ref.height,
         ):
             self.renderer = FaceRenderer(ref.width, ref.height)
-        picture = decode_picture(ref.codec, ref.image)
-        if picture.shape[:2] != (ref.height, ref.width):
-            raise BitstreamError("reference picture size differs from its header")
+        picture = decode_picture(ref.codec, ref.image, (ref.width, ref.height))
         shape_symbols, vector = unpack_keypoint_data(self.model, ref.keypoints)
         shape = self.model.decode_reference(shape_symbols)
         landmarks = self.model.render_points(vector, ref.width, ref.height, shape)
@@ -549,9 +538,7 @@ class Receiver:
         x, y, w, h = residual.box
         if w < 1 or h < 1 or x + w > self.renderer.width or y + h > self.renderer.height:
             raise BitstreamError("residual box outside the frame")
-        patch = decode_picture(residual.codec, residual.image)
-        if patch.shape[:2] != (h, w):
-            raise BitstreamError("residual picture size differs from its box")
+        patch = decode_picture(residual.codec, residual.image, (w, h))
         on_screen = residual.frame_seq == self.frame_seq and self.picture is not None
         target = (
             self.picture

@@ -190,7 +190,10 @@ class CodecConfig(Section):
         description="Face MS-SSIM no received frame may fall below; lower saves bits",
     )
     reference_quality: int = Field(
-        40, ge=10, le=100, description="WebP quality of the reference pictures"
+        40, ge=10, le=100, description="Quality of the reference pictures (WebP's 10–100 scale)"
+    )
+    reference_codec: Literal["av1", "webp"] = Field(
+        "av1", description="How reference pictures are coded: av1 (half of webp's bytes) or webp"
     )
     intra_period: int = Field(
         15, ge=1, le=300, description="Frames between packets that need no earlier one"

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from appliance.codec.bitstream import Codec
 from appliance.codec.keypoints import KeypointCodecModel
 from appliance.codec.session import CodecSettings, Sender
 from appliance.codec.transport import drain, open_udp, parse_udp_uri
@@ -43,12 +44,14 @@ class CodecSinkSettings:
     destination: str = "udp://127.0.0.1:5004"
     floor: float = 0.80
     reference_quality: int = 40
+    reference_codec: str = "av1"
     intra_period: int = 15
 
     def codec(self) -> CodecSettings:
         return CodecSettings(
             floor=self.floor,
             reference_quality=self.reference_quality,
+            reference_codec=Codec[self.reference_codec.upper()],
             intra_period=self.intra_period,
         )
 

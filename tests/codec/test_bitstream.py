@@ -53,8 +53,8 @@ def every_packet_kind() -> list[Packet]:
     frag = Fragment(3, 0, 1, len(chunk), zlib.crc32(chunk), chunk)
     return [
         Packet(PacketType.KEYPOINTS_INTRA, STREAM, 0, 0, Keypoints(3, b"\x81\x02\x03")),
-        Packet(PacketType.KEYPOINTS_PREDICTED, STREAM, 65535, 2**32 - 1, Keypoints(255, b"")),
-        Packet(PacketType.REFERENCE, STREAM, 17, 90_000, frag),
+        Packet(PacketType.KEYPOINTS_PREDICTED, STREAM, 65535, 2**16 - 1, Keypoints(255, b"")),
+        Packet(PacketType.REFERENCE, STREAM, 17, 60_000, frag),
         Packet(PacketType.REFRESH_RESIDUAL, 0, 18, 3000, frag),
         Packet(PacketType.REQUEST, 65535, 1, 5, Request(RequestKind.REFERENCE, 9, 4242)),
     ]
@@ -64,8 +64,15 @@ def every_packet_kind() -> list[Packet]:
 def test_round_trip_per_packet_type(packet: Packet) -> None:
     data = pack(packet)
     assert parse(data) == packet
-    assert data[0] == 0x4B and data[1] == 1 and data[2] == packet.type
-    assert struct.unpack(">H", data[12:14])[0] == len(data) - HEADER_SIZE
+    assert data[0] == 0x20 | packet.type  # version 2
+    assert struct.unpack(">HHH", data[1:7]) == (packet.stream, packet.seq, packet.timestamp)
+
+
+def test_keypoint_packets_cost_11_bytes_of_header() -> None:
+    """Version 2's point: a keypoint packet is its payload plus 11 bytes (18 in version 1)."""
+    coded = b"\x81\x02\x03" * 5
+    data = pack(Packet(PacketType.KEYPOINTS_PREDICTED, STREAM, 9, 40, Keypoints(1, coded)))
+    assert len(data) == HEADER_SIZE + 1 + len(coded) and HEADER_SIZE == 11
 
 
 @pytest.mark.parametrize("packet", every_packet_kind(), ids=lambda p: p.type.name)
@@ -85,18 +92,23 @@ def test_every_single_byte_corruption_and_truncation_is_rejected(packet: Packet)
         parse(data + b"\x00")
 
 
-def forge(kind: int, payload: bytes, version: int = 1, length: int | None = None) -> bytes:
+def forge(kind: int, payload: bytes, version: int = 2) -> bytes:
     """A datagram with a valid CRC around arbitrary fields."""
-    size = len(payload) if length is None else length
-    head = struct.pack(">BBBBHHIH", 0x4B, version, kind, 0, STREAM, 1, 2, size)
+    head = struct.pack(">BHHH", (version << 4 | kind) & 0xFF, STREAM, 1, 2)
+    return head + struct.pack(">I", zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+def version_1(kind: int, payload: bytes) -> bytes:
+    """A datagram as version 1 laid it out (magic 0x4B, 18-byte header)."""
+    head = struct.pack(">BBBBHHIH", 0x4B, 1, kind, 0, STREAM, 1, 2, len(payload))
     return head + struct.pack(">I", zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
 def test_semantically_bad_packets_with_valid_crc_are_rejected_clearly() -> None:
     cases = {
-        "version": forge(2, b"\x00", version=2),
+        "version": forge(2, b"\x00", version=3),
+        "version 1": version_1(2, b"\x00\x01"),
         "type": forge(9, b"\x00"),
-        "length": forge(2, b"\x00\x01", length=3000),
         "reference id": forge(2, b""),
         "fragment header": forge(1, b"\x00" * 5),
         "fragment 2 of 1": forge(1, struct.pack(">BBBBII", 0, 2, 1, 0, 4, 0) + b"abcd"),
@@ -174,7 +186,8 @@ def stream(frames: int, period: int = 10, start: int = 0) -> tuple[list[bytes], 
     sender._seq["keypoints"] = start
     refs = sender.reference(reference(), 0)
     frames_out = [
-        sender.keypoints(bytes([i % 256, 7]), i % period == 0, 0, 3000 * i) for i in range(frames)
+        sender.keypoints(bytes([i % 256, 7]), i % period == 0, 0, 33 * i % 65536)
+        for i in range(frames)
     ]
     return refs, frames_out
 
@@ -372,3 +385,11 @@ def test_loss_duplication_reordering_and_garbage_never_break_a_chain() -> None:
         if chain:
             usable.add(i)
     assert set(seqs) == usable and len(usable) > 0.3 * len(frames)
+
+
+def test_the_specs_whole_packet_test_vector() -> None:
+    """docs/codec-bitstream.md §8.5: a change here changes the bitstream (a new version)."""
+    coded = bytes.fromhex("f3170c3d65e0d2bd")
+    packet = Packet(PacketType.KEYPOINTS_INTRA, 0x1234, 7, 1000, Keypoints(2, coded))
+    assert pack(packet).hex() == "221234000703e89b29a82f02f3170c3d65e0d2bd"
+    assert parse(bytes.fromhex("221234000703e89b29a82f02f3170c3d65e0d2bd")) == packet
