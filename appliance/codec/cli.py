@@ -39,7 +39,9 @@ def add_codec_parser(sub: argparse._SubParsersAction) -> None:
     enc.add_argument("clip", type=Path)
     enc.add_argument("-o", "--out", type=Path, required=True)
     enc.add_argument("--floor", type=float, default=0.85, help="face MS-SSIM floor")
-    enc.add_argument("--quality", type=int, default=55, help="reference WebP quality")
+    enc.add_argument("--quality", type=int, default=50,
+                     help="reference quality, 1..100 (WebP's scale)")  # fmt: skip
+    enc.add_argument("--reference-codec", choices=("av1", "webp"), default="av1")
     enc.add_argument("--frames", type=int)
     demo = actions.add_parser("demo", help="camera / this codec / x264 at the same rate")
     demo.add_argument("--out", type=Path, default=Path("docs/images"))
@@ -59,11 +61,14 @@ def main(args: argparse.Namespace) -> int:
 
         return run_demo(args)
     if args.codec_command == "encode":
-        return encode(args.clip, args.out, args.floor, args.quality, args.frames)
+        settings = {"floor": args.floor, "reference_quality": args.quality,
+                    "reference_codec": args.reference_codec}  # fmt: skip
+        return encode(args.clip, args.out, settings, args.frames)
     return decode(args.packets, args.out, args.fps)
 
 
-def encode(clip_path: Path, out: Path, floor: float, quality: int, frames: int | None) -> int:
+def encode(clip_path: Path, out: Path, options: dict, frames: int | None) -> int:
+    from appliance.codec.bitstream import Codec
     from appliance.codec.evaluate import load_clip
     from appliance.codec.session import CodecSettings, Sender
 
@@ -71,7 +76,8 @@ def encode(clip_path: Path, out: Path, floor: float, quality: int, frames: int |
         print(f"no such clip: {clip_path}", file=sys.stderr)
         return 2
     try:
-        settings = CodecSettings(floor=floor, reference_quality=quality)
+        codec = Codec[options.pop("reference_codec").upper()]
+        settings = CodecSettings(reference_codec=codec, **options)
     except ValueError as exc:
         print(f"bad setting: {exc}", file=sys.stderr)
         return 2
@@ -92,7 +98,7 @@ def encode(clip_path: Path, out: Path, floor: float, quality: int, frames: int |
         f"{s.total_bytes * 8 * clip.fps / n / 1000:.1f} kbit/s): keypoints "
         f"{s.keypoint_bytes / max(1, s.keypoint_packets):.1f} B/frame, {s.references} "
         f"references, {sum(s.residuals.values())} residuals; face MS-SSIM min "
-        f"{min(s.quality, default=float('nan')):.4f} (floor {floor})"
+        f"{min(s.quality, default=float('nan')):.4f} (floor {settings.floor})"
     )
     return 0
 

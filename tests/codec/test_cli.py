@@ -28,6 +28,23 @@ def test_bad_input_is_refused_with_a_message(tmp_path, capsys):
     assert main(["codec", "decode", str(garbage), "-o", str(tmp_path / "g.mp4")]) == 1
     err = capsys.readouterr()
     assert "no such" in err.err and "0 frames" in err.out
+    clip = str(DATA / "clips" / "lp_d20.mp4")
+    out = tmp_path / "never.kpc"
+    assert main(["codec", "encode", clip, "--quality", "0", "-o", str(out)]) == 2
+    assert "reference_quality must lie in 1..100" in capsys.readouterr().err
+    assert not out.exists()  # nothing written
+
+
+def test_webp_references_on_request(tmp_path, capsys):
+    packets, video = tmp_path / "webp.kpc", tmp_path / "webp.mp4"
+    clip = str(DATA / "clips" / "lp_d20.mp4")
+    args = ["--reference-codec", "webp", "--frames", "4", "-o", str(packets)]
+    assert main(["codec", "encode", clip, *args]) == 0
+    assert main(["codec", "decode", str(packets), "-o", str(video), "--fps", "25"]) == 0
+    assert "4 frames" in capsys.readouterr().out
+    av1 = tmp_path / "av1.kpc"
+    assert main(["codec", "encode", clip, "--frames", "4", "-o", str(av1)]) == 0
+    assert av1.stat().st_size < 0.8 * packets.stat().st_size  # the default, AV1, is smaller
 
 
 def test_the_codec_bench_reports_each_part(capsys):
