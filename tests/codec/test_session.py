@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from appliance.codec import metrics
-from appliance.codec.bitstream import BitstreamError, PacketType, parse
+from appliance.codec.bitstream import BitstreamError, Codec, PacketType, parse
 from appliance.codec.keypoints import KeypointCodecModel
 from appliance.codec.session import (
     CodecSettings,
@@ -169,6 +169,13 @@ def test_bad_settings_and_frames_are_refused(talking_head):
         CodecSettings(floor=1.5)
     with pytest.raises(ValueError, match="reference_quality"):
         CodecSettings(reference_quality=0)
+    with pytest.raises(ValueError, match="residual_quality"):
+        CodecSettings(residual_quality=0)
+    with pytest.raises(ValueError, match="not PNG"):
+        CodecSettings(reference_codec=Codec.PNG)
+    assert CodecSettings(reference_quality=40).region_quality == 65  # follows the reference
+    assert CodecSettings(reference_quality=90).region_quality == 100
+    assert CodecSettings(residual_quality=30).region_quality == 30
     width, height = talking_head.size
     sender = Sender(width, height, talking_head.fps, stream=1)
     with pytest.raises(ValueError, match="the stream is"):
