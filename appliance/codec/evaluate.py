@@ -222,6 +222,11 @@ def summarize(points: Sequence[Point]) -> dict[str, object]:
         if x.codec == "x264" and x.kbps >= low.kbps and x.ms_ssim <= low.ms_ssim
         and (math.isnan(x.akd) or x.akd >= low.akd)
     ]  # fmt: skip
+    # the acceptance test: as good a face for fewer bits, read on x264's curve at our rate
+    # or, below the lowest rate x264 reaches, against that lowest point
+    out["beats_x264_at_low_end"] = bool(
+        out["better_than_x264_at_same_rate"] or out["x264_points_beaten"]
+    )
     return out
 
 

@@ -42,6 +42,18 @@ def test_summary_compares_our_lowest_point_with_x264_at_the_same_rate():
     # x264 reaches 0.85 at 10 * 4 ** 0.75 kbit/s
     assert abs(summary["x264_kbps_at_equal_ms_ssim"] - 10 * 4**0.75) < 1e-6
     assert abs(summary["bitrate_ratio"] - 10 * 4**0.75 / 20) < 1e-6
+    assert summary["beats_x264_at_low_end"] is True
+
+
+def test_below_x264s_lowest_rate_we_are_judged_against_that_point():
+    x264 = [point("x264", 12, 0.60, 8.0), point("x264", 40, 0.90, 3.0)]
+    cheaper = summarize([*x264, point("keypoints", 9, 0.80, 2.0)])
+    assert cheaper["better_than_x264_at_same_rate"] is False  # x264 has no figure at 9
+    assert cheaper["x264_points_beaten"] == [""] and cheaper["beats_x264_at_low_end"] is True
+    worse = summarize([*x264, point("keypoints", 9, 0.55, 2.0)])  # a worse face: no win
+    assert worse["x264_points_beaten"] == [] and worse["beats_x264_at_low_end"] is False
+    jumpy = summarize([*x264, point("keypoints", 9, 0.80, 9.0)])  # moves less like the face
+    assert jumpy["beats_x264_at_low_end"] is False
 
 
 def test_the_command_line_writes_json_and_refuses_bad_arguments(tmp_path, capsys):
