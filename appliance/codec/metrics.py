@@ -356,6 +356,20 @@ def _curve(rates: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray
     return np.log10(rate_array), quality_array
 
 
+def _envelope(log_rate: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The curve's efficient points: those no cheaper point matches in quality. A
+    closed-loop codec can spend more bits for no better picture (a setting that sends
+    more residuals on a clip that did not need them); such a point is not on the
+    rate-distortion curve, and left in, it bends the cubic fit into nonsense."""
+    order = np.argsort(log_rate, kind="stable")
+    keep, best = [], -math.inf
+    for index in order:
+        if quality[index] > best:
+            keep.append(index)
+            best = quality[index]
+    return log_rate[keep], quality[keep]
+
+
 def _mean_of_fit(x: np.ndarray, y: np.ndarray, low: float, high: float) -> float:
     """Mean over [low, high] of the polynomial fit y(x): cubic as in VCEG-M33, lower
     degree when there are fewer than four points."""
@@ -385,14 +399,17 @@ def bd_rate(
     """Bjøntegaard delta rate (VCEG-M33): the mean bitrate change, in percent, of the test
     codec against the reference at equal quality; negative means the test needs fewer bits.
 
+    Each curve is first reduced to its efficient points (``_envelope``); then
     log10(rate) is fitted as a cubic in quality for each curve and the fits are averaged
     over the quality interval both curves cover. Returns NaN (rather than raising, so one
     mismatched pair does not abort a table) when the quality ranges do not overlap: the
     curves then say nothing about equal quality. Only trust it inside the measured range;
     the cubic is unreliable beyond it, which is why nothing is extrapolated.
     """
-    log_ref, q_ref = _curve(rates_ref, quality_ref)
-    log_test, q_test = _curve(rates_test, quality_test)
+    log_ref, q_ref = _envelope(*_curve(rates_ref, quality_ref))
+    log_test, q_test = _envelope(*_curve(rates_test, quality_test))
+    if min(q_ref.size, q_test.size) < 2:
+        return math.nan
     difference = _mean_difference(q_ref, log_ref, q_test, log_test)
     if math.isnan(difference):
         return math.nan
@@ -408,8 +425,10 @@ def bd_quality(
     """Bjøntegaard delta quality: the mean quality difference (test - ref, in the quality's
     own units) at equal rate; positive means the test is better. Quality is fitted as a
     cubic in log10(rate); NaN when the rate ranges do not overlap."""
-    log_ref, q_ref = _curve(rates_ref, quality_ref)
-    log_test, q_test = _curve(rates_test, quality_test)
+    log_ref, q_ref = _envelope(*_curve(rates_ref, quality_ref))
+    log_test, q_test = _envelope(*_curve(rates_test, quality_test))
+    if min(q_ref.size, q_test.size) < 2:
+        return math.nan
     return _mean_difference(log_ref, q_ref, log_test, q_test)
 
 

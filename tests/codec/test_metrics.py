@@ -249,6 +249,18 @@ def test_bd_rate_with_few_points_and_bd_quality_sign() -> None:
         bd_rate([100], [0.9], RATES, QUALITY)
 
 
+def test_bd_rate_ignores_points_that_spend_more_for_no_better_picture() -> None:
+    half = [r / 2 for r in RATES]
+    # a costlier point no better than a cheaper one (the closed loop sending residuals a
+    # clip did not need) is off the curve: with it left in, the cubic bends
+    wasteful_rates = [*half, half[1] * 1.5]
+    wasteful_quality = [*QUALITY, QUALITY[1] - 0.001]
+    assert bd_rate(RATES, QUALITY, wasteful_rates, wasteful_quality) == pytest.approx(
+        -50.0, abs=0.5
+    )
+    assert math.isnan(bd_rate(RATES, QUALITY, [10, 20], [0.9, 0.8]))  # one efficient point
+
+
 def test_rate_at_quality_interpolates_log_rate() -> None:
     # quality = log10(rate) / 10: 100 kbit/s -> 0.2, 1000 -> 0.3, 10000 -> 0.4.
     rates = [1000.0, 100.0, 10000.0]  # unsorted on purpose
