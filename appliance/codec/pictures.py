@@ -29,6 +29,7 @@ from appliance.codec.bitstream import BitstreamError, Codec
 AV1_PRESET = 8  # SVT-AV1: 32 ms for 512x512 on one x86 core; 6 saves 13% in 3x the time
 AV1_MAX_CRF = 63
 _ALIGN = 8  # SVT-AV1 codes sizes in multiples of 8: frames are padded, then cropped
+MAX_PIXELS = 4096 * 4096  # an AV1 picture of no stated size
 
 
 def quality_to_crf(quality: int) -> int:
@@ -54,7 +55,10 @@ def decode_picture(codec: Codec, data: bytes, size: tuple[int, int] | None = Non
     """A BGR picture of ``size`` (width, height; None: as coded); BitstreamError if the
     data is not one, or not of that size."""
     if codec == Codec.AV1:
-        image = _decode_av1(data)
+        # a picture may not declare more pixels than its header's size padded to 8: a
+        # forged 65535x65535 key frame must not make dav1d allocate gigabytes
+        limit = _padded_pixels(size) if size is not None else MAX_PIXELS
+        image = _decode_av1(data, limit)
         if size is not None:  # undo the sender's padding to a multiple of 8
             width, height = size
             if image.shape[1] < width or image.shape[0] < height:
@@ -121,13 +125,19 @@ def _encode_av1(picture: np.ndarray, crf: int) -> bytes:
     return b"".join(bytes(p) for p in packets)
 
 
-def _decode_av1(data: bytes) -> np.ndarray:
+def _padded_pixels(size: tuple[int, int]) -> int:
+    width, height = size
+    return max(1, (width + -width % _ALIGN) * (height + -height % _ALIGN))
+
+
+def _decode_av1(data: bytes, max_pixels: int) -> np.ndarray:
     av = _import_av()
     decoder = av.CodecContext.create("libdav1d", "r")
     decoder.thread_count = 1
+    decoder.options = {"max_pixels": str(max_pixels)}  # dav1d's frame_size_limit
     try:
         frames = list(decoder.decode(av.Packet(bytes(data)))) + list(decoder.decode(None))
-    except (av.error.FFmpegError, ValueError) as exc:
+    except (av.error.FFmpegError, ValueError, OverflowError) as exc:
         raise BitstreamError(f"undecodable AV1 picture: {exc}") from None
     if len(frames) != 1:
         raise BitstreamError(f"an AV1 picture is one frame, this has {len(frames)}")

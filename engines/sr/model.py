@@ -71,6 +71,25 @@ class SRNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return upscale(self.body, self.tail, x)
 
+    def deepen(self, blocks: int) -> SRNet:
+        """This network with ``blocks`` body blocks: the new ones appended before the tail
+        as exact identities, so the grown network starts where this one ended.
+
+        Exact because a new block sees the previous ReLU's output (never negative) and
+        starts with zero 3x3 and 1x1 branches: ReLU(0 + x) = x. Its weights still get
+        gradients through the identity branch, so training moves them off zero.
+        """
+        if blocks < self.blocks:
+            raise ValueError(f"cannot deepen {self.blocks} blocks to {blocks}")
+        grown = SRNet(self.channels, blocks)
+        grown.load_state_dict(self.state_dict(), strict=False)
+        for layer in list(grown.body)[self.blocks + 1 :]:
+            assert isinstance(layer, RepConv)
+            for conv in (layer.k3, layer.k1):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+        return grown
+
     def fuse(self) -> SRNet:
         for module in self.modules():
             if isinstance(module, RepConv):

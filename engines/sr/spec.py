@@ -4,7 +4,7 @@ from __future__ import annotations
 
 SCALE = 2
 TILE = 144  # LR px: a 128 px core plus an 8 px margin each side
-MARGIN = 8  # >= the receptive radius of 6 stacked 3x3 convolutions
+MARGIN = 8  # >= the receptive radius: one px per 3x3 convolution (head, blocks, tail)
 INPUT, OUTPUT = "lr_y", "sr_y"
 OFFSET = -0.5  # the network sees and gives luma / 255 + OFFSET
 OPSET = 17

@@ -53,6 +53,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="share of pairs made by plain bicubic sampling (the rest get camera damage)",
     )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="warm restart: the cosine schedule starts again (at --lr) from the resumed step",
+    )
+    p.add_argument(
+        "--deepen",
+        type=int,
+        metavar="BLOCKS",
+        help="grow the resumed network to this many body blocks (new ones start as "
+        "identities; implies --restart with a new optimizer)",
+    )
     return p.parse_args(argv)
 
 
@@ -70,11 +82,11 @@ def set5_psnr(model: SRNet, data: Path) -> float:
     return float(np.mean(values))
 
 
-def cosine_lr(step: int, steps: int, peak: float) -> float:
-    """Cosine decay to peak/50 at ``steps``; a function of the step alone, so a resumed
-    run may be given a new ``--steps`` and simply follows the new curve."""
+def cosine_lr(step: int, steps: int, peak: float, start: int = 0) -> float:
+    """Cosine decay from ``start`` to peak/50 at ``steps``; a function of the step alone,
+    so a resumed run may be given a new ``--steps`` and simply follows the new curve."""
     floor = peak / 50
-    progress = min(1.0, step / max(1, steps))
+    progress = min(1.0, max(0, step - start) / max(1, steps - start))
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -84,22 +96,36 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint = args.out / "checkpoint.pt"
-    model = SRNet(args.channels, args.blocks)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     print(f"loading the training images from {args.data} ...", flush=True)
     images = load_training_y(args.data)
     degradation = Degradation(clean_share=args.clean_share)
     sampler = PairSampler(images, args.patch, degradation)
-    step = 0
+    model = SRNet(args.channels, args.blocks)
+    opt_state = None
+    step = schedule_start = 0
     history: list[list[float]] = []  # [first step, clean share] of each phase
     if checkpoint.is_file() and not args.fresh:
         state = torch.load(checkpoint, weights_only=False)
+        config = state["config"]
+        model = SRNet(config["channels"], config["blocks"])
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
         sampler.rng.bit_generator.state = state["rng"]
         step = int(state["step"])
-        history = [list(h) for h in state["config"].get("history", [])]
+        schedule_start = int(config.get("schedule_start", 0))
+        history = [list(h) for h in config.get("history", [])]
+        opt_state = state["opt"]
         print(f"resumed at step {step} from {checkpoint}", flush=True)
+        if args.deepen and args.deepen != model.blocks:
+            model, opt_state = model.deepen(args.deepen), None
+            print(f"deepened to {args.deepen} blocks (identity-initialised)", flush=True)
+            args.restart = True
+        if args.restart:
+            schedule_start = step
+            history.append([step, args.clean_share])
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    args.channels, args.blocks, args.schedule_start = model.channels, model.blocks, schedule_start
     if not history or history[-1][1] != args.clean_share:
         history.append([step, args.clean_share])
     params = deployed_parameters(args.channels, args.blocks)
@@ -113,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     window_start, window_steps, losses = time.monotonic(), 0, []
     while step < args.steps:
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, args.steps, args.lr)
+            group["lr"] = cosine_lr(step, args.steps, args.lr, schedule_start)
         lr, hr = sampler.batch(args.batch)
         loss = F.l1_loss(model(torch.from_numpy(lr)), torch.from_numpy(hr))
         opt.zero_grad(set_to_none=True)
@@ -129,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             left = (args.steps - step) / rate / 60
             print(
                 f"step {step}/{args.steps} loss {np.mean(losses):.5f} "
-                f"lr {cosine_lr(step, args.steps, args.lr):.2e} {rate:.2f} steps/s "
+                f"lr {cosine_lr(step, args.steps, args.lr, schedule_start):.2e} {rate:.2f} steps/s "
                 f"~{left:.0f} min left, Set5 Y-PSNR {psnr:.3f} dB",
                 flush=True,
             )
@@ -163,6 +189,7 @@ def _save(
             "batch": args.batch,
             "lr": args.lr,
             "steps": args.steps,
+            "schedule_start": args.schedule_start,
             "clean_share": args.clean_share,
             "history": history,  # the degradation mix by phase: [first step, clean share]
         },

@@ -60,6 +60,9 @@ def test_a_picture_of_another_size_than_its_header_is_refused(talking_head) -> N
     data = encode_picture(talking_head.frames[0], 40, Codec.AV1)
     with pytest.raises(BitstreamError, match="smaller than its header"):
         decode_picture(Codec.AV1, data, (640, 480))
+    # larger than its header: refused before dav1d allocates it (a forged huge key frame)
+    with pytest.raises(BitstreamError, match="undecodable AV1"):
+        decode_picture(Codec.AV1, data, (240, 240))
     with pytest.raises(BitstreamError, match="header says 200x100"):
         decode_picture(Codec.WEBP, encode_picture(talking_head.frames[0], 40), (200, 100))
 

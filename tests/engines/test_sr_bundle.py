@@ -27,6 +27,8 @@ def test_manifest_describes_the_trained_model() -> None:
     training = source["training"]
     assert training["parameters"] == deployed_parameters(training["channels"], training["blocks"])
     assert training["parameters"] <= 30_000  # the budget
+    # tiles overlap by MARGIN: enough only if it covers every 3x3 layer's reach (no seams)
+    assert training["blocks"] + 2 <= MARGIN  # head + blocks + tail
 
 
 def test_int8_ships_exactly_when_it_passes_its_gate() -> None:
