@@ -3,8 +3,8 @@
 Sender, per frame (landmarks from the face tracker):
 
 1. At start, on a REQUEST and whenever the closed loop needs one: a **reference** -- the
-   frame itself, WebP coded, with its keypoint data (reference shape and pose) -- sent
-   before the intra packet that names it.
+   frame itself, an AV1 key frame (``pictures``), with its keypoint data (reference
+   shape and pose) -- sent before the intra packet that names it.
 2. The **keypoint packet**: the frame's vector, intra every ``intra_period`` frames and
    after a reference or a REQUEST INTRA, otherwise predicted; entropy coded with the
    model's trained priors.
@@ -17,7 +17,7 @@ Sender, per frame (landmarks from the face tracker):
    when the picture needs them.
 
 Receiver: ``bitstream.Tracker`` orders and checks the packets; references and residuals
-are decoded with OpenCV; each released keypoint packet is rendered
+are decoded (``pictures``: dav1d, OpenCV); each released keypoint packet is rendered
 (``appliance.codec.render``). Whatever arrives -- garbage, duplicates, losses, packets
 out of order -- it never raises: bad input is counted, the last good picture stays on
 screen, and it asks the sender for what it misses (REQUEST packets from ``requests``).
