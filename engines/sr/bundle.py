@@ -129,7 +129,7 @@ def _manifest(
                 "training": trained,
                 "training_data": TRAINING_DATA,
                 "degradation": Degradation(trained.get("clean_share", 0.5)).describe(),
-                "degradation_by_phase": trained.get("history", []),
+                "phases": trained.get("history", []),  # [first step, clean share, loss]
                 "licence": "weights: Apache-2.0, with the training data's terms above",
             },
             "converters": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},

@@ -52,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Degradation.clean_share,
         help="share of pairs made by plain bicubic sampling (the rest get camera damage)",
     )
+    p.add_argument(
+        "--loss",
+        choices=("l1", "l2"),
+        default="l1",
+        help="l1 trains best; l2 (what PSNR measures) for a final fine-tuning phase",
+    )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument(
         "--restart",
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     model = SRNet(args.channels, args.blocks)
     opt_state = None
     step = schedule_start = 0
-    history: list[list[float]] = []  # [first step, clean share] of each phase
+    history: list[list] = []  # [first step, clean share, loss] of each phase
     if checkpoint.is_file() and not args.fresh:
         state = torch.load(checkpoint, weights_only=False)
         config = state["config"]
@@ -121,13 +127,14 @@ def main(argv: list[str] | None = None) -> int:
             args.restart = True
         if args.restart:
             schedule_start = step
-            history.append([step, args.clean_share])
+            history.append([step, args.clean_share, args.loss])
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     args.channels, args.blocks, args.schedule_start = model.channels, model.blocks, schedule_start
-    if not history or history[-1][1] != args.clean_share:
-        history.append([step, args.clean_share])
+    last_phase = [*history[-1][1:], "l1"][:2] if history else None  # old phases: l1
+    if last_phase != [args.clean_share, args.loss]:
+        history.append([step, args.clean_share, args.loss])
     params = deployed_parameters(args.channels, args.blocks)
     print(
         f"{len(images)} images; SRNet C{args.channels} M{args.blocks}: {params} parameters "
@@ -135,13 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         f"degradation: {degradation.describe()}",
         flush=True,
     )
+    criterion = F.l1_loss if args.loss == "l1" else F.mse_loss
     started = time.monotonic()
     window_start, window_steps, losses = time.monotonic(), 0, []
     while step < args.steps:
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, schedule_start)
         lr, hr = sampler.batch(args.batch)
-        loss = F.l1_loss(model(torch.from_numpy(lr)), torch.from_numpy(hr))
+        loss = criterion(model(torch.from_numpy(lr)), torch.from_numpy(hr))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -175,7 +183,7 @@ def _save(
     step: int,
     args: argparse.Namespace,
     psnr: float,
-    history: list[list[float]],
+    history: list[list],
 ) -> None:
     state = {
         "model": model.state_dict(),
@@ -191,7 +199,9 @@ def _save(
             "steps": args.steps,
             "schedule_start": args.schedule_start,
             "clean_share": args.clean_share,
-            "history": history,  # the degradation mix by phase: [first step, clean share]
+            "loss": args.loss,
+            # by phase: [first step, clean share, loss] (no loss: l1, the phases before it)
+            "history": history,
         },
     }
     tmp = path.with_suffix(".tmp")
