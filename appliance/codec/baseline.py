@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from appliance.codec.pictures import svt_guard
+from appliance.codec.pictures import import_av, svt_guard
 
 if TYPE_CHECKING:
     import av as _av
@@ -90,14 +90,6 @@ class BaselineResult:
         return sum(self.frame_bytes) * 8 * self.fps / len(self.frame_bytes) / 1000
 
 
-def _import_av() -> Any:
-    try:
-        import av
-    except ImportError as e:
-        raise RuntimeError("PyAV is needed for the baseline codecs: pip install av") from e
-    return av
-
-
 def _decoder(av: Any, codec: str) -> _av.VideoCodecContext | None:
     for name in _DECODERS[codec]:
         try:
@@ -111,7 +103,7 @@ def _decoder(av: Any, codec: str) -> _av.VideoCodecContext | None:
 
 def available() -> dict[str, bool]:
     """Which of ``CODECS`` this PyAV build can both encode and decode."""
-    av = _import_av()
+    av = import_av("the baseline codecs")
     out = {}
     for codec in CODECS:
         try:
@@ -207,7 +199,7 @@ def _quiet_stderr() -> Iterator[None]:
 def _encode_decode(
     frames: Sequence[np.ndarray], fps: float, codec: str, kbps: float
 ) -> BaselineResult:
-    av = _import_av()
+    av = import_av("the baseline codecs")
     height, width = frames[0].shape[:2]
     rate = Fraction(fps).limit_denominator(1001)
     encoder = _encoder(av, codec, width, height, rate, kbps)

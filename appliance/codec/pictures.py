@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 from collections.abc import Iterator
 from fractions import Fraction
@@ -57,7 +58,8 @@ def decode_picture(codec: Codec, data: bytes, size: tuple[int, int] | None = Non
     if codec == Codec.AV1:
         # a picture may not declare more pixels than its header's size padded to 8: a
         # forged 65535x65535 key frame must not make dav1d allocate gigabytes
-        limit = _padded_pixels(size) if size is not None else MAX_PIXELS
+        # (at least 1: dav1d reads a limit of 0 as none at all)
+        limit = max(1, math.prod(_padded(*size))) if size is not None else MAX_PIXELS
         image = _decode_av1(data, limit)
         if size is not None:  # undo the sender's padding to a multiple of 8
             width, height = size
@@ -96,22 +98,26 @@ def reference_codecs() -> tuple[Codec, ...]:
     return (*found, Codec.WEBP)
 
 
-def _import_av() -> Any:
+def import_av(purpose: str = "AV1 pictures") -> Any:
+    """PyAV, imported on first use (it loads FFmpeg); RuntimeError naming ``purpose`` if
+    this installation lacks it."""
     try:
         import av
     except ImportError as exc:  # pragma: no cover - PyAV is a dependency
-        raise ImportError("AV1 pictures need PyAV (pip install av)") from exc
+        raise RuntimeError(f"PyAV is needed for {purpose}: pip install av") from exc
     return av
 
 
 def _encode_av1(picture: np.ndarray, crf: int) -> bytes:
-    av = _import_av()
+    av = import_av()
     height, width = picture.shape[:2]
-    pad_y, pad_x = -height % _ALIGN, -width % _ALIGN
-    if pad_y or pad_x:
-        picture = cv2.copyMakeBorder(picture, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
+    coded_width, coded_height = _padded(width, height)
+    if (coded_width, coded_height) != (width, height):
+        picture = cv2.copyMakeBorder(
+            picture, 0, coded_height - height, 0, coded_width - width, cv2.BORDER_REPLICATE
+        )
     encoder = av.CodecContext.create("libsvtav1", "w")
-    encoder.width, encoder.height = width + pad_x, height + pad_y
+    encoder.width, encoder.height = coded_width, coded_height
     encoder.pix_fmt, encoder.time_base = "yuv420p", Fraction(1, 30)
     encoder.thread_count = 1
     encoder.options = {"crf": str(crf), "preset": str(AV1_PRESET), "svtav1-params": "lp=1"}
@@ -125,13 +131,13 @@ def _encode_av1(picture: np.ndarray, crf: int) -> bytes:
     return b"".join(bytes(p) for p in packets)
 
 
-def _padded_pixels(size: tuple[int, int]) -> int:
-    width, height = size
-    return max(1, (width + -width % _ALIGN) * (height + -height % _ALIGN))
+def _padded(width: int, height: int) -> tuple[int, int]:
+    """The size SVT-AV1 codes a picture at: each side up to a multiple of 8."""
+    return width + -width % _ALIGN, height + -height % _ALIGN
 
 
 def _decode_av1(data: bytes, max_pixels: int) -> np.ndarray:
-    av = _import_av()
+    av = import_av()
     decoder = av.CodecContext.create("libdav1d", "r")
     decoder.thread_count = 1
     decoder.options = {"max_pixels": str(max_pixels)}  # dav1d's frame_size_limit
