@@ -61,23 +61,25 @@ def main(args: argparse.Namespace) -> int:
 
         return run_demo(args)
     if args.codec_command == "encode":
-        settings = {"floor": args.floor, "reference_quality": args.quality,
-                    "reference_codec": args.reference_codec}  # fmt: skip
-        return encode(args.clip, args.out, settings, args.frames)
+        return encode(args)
     return decode(args.packets, args.out, args.fps)
 
 
-def encode(clip_path: Path, out: Path, options: dict, frames: int | None) -> int:
+def encode(args: argparse.Namespace) -> int:
     from appliance.codec.bitstream import Codec
     from appliance.codec.evaluate import load_clip
     from appliance.codec.session import CodecSettings, Sender
 
+    clip_path, out, frames = args.clip, args.out, args.frames
     if not clip_path.is_file():
         print(f"no such clip: {clip_path}", file=sys.stderr)
         return 2
     try:
-        codec = Codec[options.pop("reference_codec").upper()]
-        settings = CodecSettings(reference_codec=codec, **options)
+        settings = CodecSettings(
+            floor=args.floor,
+            reference_quality=args.quality,
+            reference_codec=Codec[args.reference_codec.upper()],
+        )
     except ValueError as exc:
         print(f"bad setting: {exc}", file=sys.stderr)
         return 2
