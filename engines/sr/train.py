@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     model = SRNet(args.channels, args.blocks)
     opt_state = None
     step = schedule_start = 0
+    restart = False
     history: list[list] = []  # [first step, clean share, loss] of each phase
     if checkpoint.is_file() and not args.fresh:
         state = torch.load(checkpoint, weights_only=False)
@@ -122,18 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         opt_state = state["opt"]
         print(f"resumed at step {step} from {checkpoint}", flush=True)
         if args.deepen and args.deepen != model.blocks:
-            model, opt_state = model.deepen(args.deepen), None
+            model, opt_state = model.deepen(args.deepen), None  # new parameters: new Adam
             print(f"deepened to {args.deepen} blocks (identity-initialised)", flush=True)
-            args.restart = True
-        if args.restart:
+        restart = args.restart or opt_state is None
+        if restart:
             schedule_start = step
-            history.append([step, args.clean_share, args.loss])
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     args.channels, args.blocks, args.schedule_start = model.channels, model.blocks, schedule_start
     last_phase = [*history[-1][1:], "l1"][:2] if history else None  # old phases: l1
-    if last_phase != [args.clean_share, args.loss]:
+    if restart or last_phase != [args.clean_share, args.loss]:
         history.append([step, args.clean_share, args.loss])
     params = deployed_parameters(args.channels, args.blocks)
     print(
