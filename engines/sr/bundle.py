@@ -22,7 +22,7 @@ from appliance.runtime.bundle import MANIFEST, prepare_input, sha256_file
 from engines.sr.data import Degradation, face_frames
 from engines.sr.evaluate import load_set, onnx_upscaler, pair, psnr
 from engines.sr.imresize import bgr_to_y, imresize, to_uint8
-from engines.sr.spec import INPUT, MARGIN, OFFSET, OUTPUT, TILE
+from engines.sr.spec import INPUT, MARGIN, OFFSET, OUTPUT, TILE, phase_fields
 
 NAME = "sr_x2"
 VERSION = "1.3.0"
@@ -129,7 +129,7 @@ def _manifest(
                 "training": trained,
                 "training_data": TRAINING_DATA,
                 "degradation": Degradation(trained.get("clean_share", 0.5)).describe(),
-                "phases": trained.get("history", []),  # [first step, clean share, loss]
+                "phases": [phase_fields(phase) for phase in trained.get("history", [])],
                 "licence": "weights: Apache-2.0, with the training data's terms above",
             },
             "converters": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},

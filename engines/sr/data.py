@@ -81,11 +81,26 @@ def read_bgr(path: Path) -> np.ndarray:
     return np.asarray(image)
 
 
-def load_training_y(data_dir: Path) -> list[np.ndarray]:
-    """Every training image as float32 Y in 0..1 (the HR side)."""
-    images = [read_bgr(path) for path in image_files(data_dir)]
-    images += face_frames(data_dir)
-    return [(bgr_to_y(image) / 255.0).astype(np.float32) for image in images]
+def load_training_y(
+    data_dir: Path, scales: tuple[float, ...] = (1.0,)
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(natural, faces): every training image as float32 Y in 0..1 (the HR side).
+
+    ``scales`` below 1 add MATLAB-downscaled copies of the natural images (FSRCNN's and
+    VDSR's augmentation of the 291): the same scenes with their detail at other
+    frequencies, which 291 pictures alone are too few to cover.
+    """
+
+    def luma(image: np.ndarray) -> np.ndarray:
+        return (bgr_to_y(image) / 255.0).astype(np.float32)
+
+    originals = [luma(read_bgr(path)) for path in image_files(data_dir)]
+    natural = [
+        image if scale == 1.0 else imresize(image, scale).astype(np.float32)
+        for scale in scales
+        for image in originals
+    ]
+    return natural, [luma(image) for image in face_frames(data_dir)]
 
 
 class PairSampler:
@@ -93,16 +108,28 @@ class PairSampler:
 
     def __init__(
         self,
-        images: list[np.ndarray],
+        natural: list[np.ndarray],
+        faces: list[np.ndarray],
         patch: int = 48,
         degradation: Degradation | None = None,
         seed: int = 0,
+        face_share: float | None = None,
     ) -> None:
-        self.images = [im for im in images if min(im.shape) >= patch * SCALE]
+        """``face_share``: the share of patches cut from the faces; None: as many as
+        their pixels (every pixel equally likely)."""
+        natural, faces = (
+            [im for im in group if min(im.shape) >= patch * SCALE] for group in (natural, faces)
+        )
+        self.images = natural + faces
         if not self.images:
             raise ValueError(f"no training image is {patch * SCALE} px or larger")
         weights = np.array([im.size for im in self.images], dtype=np.float64)
-        self.weights = weights / weights.sum()  # every pixel equally likely
+        if face_share is not None and natural and faces:
+            if not 0.0 <= face_share <= 1.0:
+                raise ValueError(f"face share {face_share} is not within 0..1")
+            weights[: len(natural)] *= (1.0 - face_share) / weights[: len(natural)].sum()
+            weights[len(natural) :] *= face_share / weights[len(natural) :].sum()
+        self.weights = weights / weights.sum()
         self.patch = patch
         self.degradation = degradation or Degradation()
         self.rng = np.random.default_rng(seed)

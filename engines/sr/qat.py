@@ -136,8 +136,12 @@ def quantize_aware(
     net, state = load_fused(checkpoint)
     qnet = QuantSRNet(net)
     # fine-tune on the mix the network was last trained on, not pull it elsewhere
-    share = float(state["config"].get("clean_share", Degradation.clean_share))
-    sampler = PairSampler(load_training_y(data), degradation=Degradation(share), seed=7)
+    config = state["config"]
+    share = float(config.get("clean_share", Degradation.clean_share))
+    natural, faces = load_training_y(data, tuple(config.get("scales", (1.0,))))
+    sampler = PairSampler(
+        natural, faces, degradation=Degradation(share), seed=7, face_share=config.get("face_share")
+    )
     low, _ = sampler.batch(64)
     bounds = qnet.calibrate(torch.from_numpy(low) - 0.5)
     print("activation bounds: " + ", ".join(f"{k} {v:.3f}" for k, v in bounds.items()))

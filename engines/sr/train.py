@@ -30,7 +30,7 @@ from engines.sr.data import (
     load_training_y,
 )
 from engines.sr.model import SRNet
-from engines.sr.spec import deployed_parameters
+from engines.sr.spec import PHASE_FIELDS, deployed_parameters, phase_fields
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,6 +53,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="share of pairs made by plain bicubic sampling (the rest get camera damage)",
     )
     p.add_argument(
+        "--scales",
+        type=_scales,
+        default=(1.0,),
+        help="comma-separated: the natural images at these sizes too, e.g. 1,0.9,0.8,0.7,0.6",
+    )
+    p.add_argument(
+        "--face-share",
+        type=float,
+        help="share of patches cut from the clip faces (default: as their pixels)",
+    )
+    p.add_argument(
         "--loss",
         choices=("l1", "l2"),
         default="l1",
@@ -72,6 +83,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "identities; implies --restart with a new optimizer)",
     )
     return p.parse_args(argv)
+
+
+def _changed(before: dict, now: dict) -> bool:
+    return any(before[field] != now[field] for field in PHASE_FIELDS[1:])
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    scales = tuple(float(part) for part in text.split(","))
+    if not scales or any(not 0.2 <= scale <= 1.0 for scale in scales):
+        raise argparse.ArgumentTypeError(f"scales must lie within 0.2..1: {text}")
+    return scales
 
 
 def set5_psnr(model: SRNet, data: Path) -> float:
@@ -103,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint = args.out / "checkpoint.pt"
     print(f"loading the training images from {args.data} ...", flush=True)
-    images = load_training_y(args.data)
+    natural, faces = load_training_y(args.data, args.scales)
     degradation = Degradation(clean_share=args.clean_share)
-    sampler = PairSampler(images, args.patch, degradation)
+    sampler = PairSampler(natural, faces, args.patch, degradation, face_share=args.face_share)
     model = SRNet(args.channels, args.blocks)
     opt_state = None
     step = schedule_start = 0
     restart = False
-    history: list[list] = []  # [first step, clean share, loss] of each phase
+    history: list[list] = []  # [first step, clean share, loss, scales, face share] by phase
     if checkpoint.is_file() and not args.fresh:
         state = torch.load(checkpoint, weights_only=False)
         config = state["config"]
@@ -132,12 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     args.channels, args.blocks, args.schedule_start = model.channels, model.blocks, schedule_start
-    last_phase = [*history[-1][1:], "l1"][:2] if history else None  # old phases: l1
-    if restart or last_phase != [args.clean_share, args.loss]:
-        history.append([step, args.clean_share, args.loss])
+    phase = [step, args.clean_share, args.loss, list(args.scales), args.face_share]
+    if restart or not history or _changed(phase_fields(history[-1]), phase_fields(phase)):
+        history.append(phase)
     params = deployed_parameters(args.channels, args.blocks)
     print(
-        f"{len(images)} images; SRNet C{args.channels} M{args.blocks}: {params} parameters "
+        f"{len(natural)} natural pictures (scales {args.scales}), {len(faces)} faces "
+        f"(share {'by pixels' if args.face_share is None else args.face_share});\n"
+        f"SRNet C{args.channels} M{args.blocks}: {params} parameters "
         f"deployed; batch {args.batch} x {args.patch}px; {args.threads} thread(s); "
         f"degradation: {degradation.describe()}",
         flush=True,
@@ -200,7 +224,9 @@ def _save(
             "schedule_start": args.schedule_start,
             "clean_share": args.clean_share,
             "loss": args.loss,
-            # by phase: [first step, clean share, loss] (no loss: l1, the phases before it)
+            "scales": list(args.scales),
+            "face_share": args.face_share,
+            # by phase: [first step, clean share, loss, scales, face share] (spec.phase_fields)
             "history": history,
         },
     }

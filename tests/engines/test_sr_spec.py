@@ -1,0 +1,26 @@
+"""How a training phase recorded in a checkpoint reads in the bundle manifest."""
+
+from __future__ import annotations
+
+import pytest
+
+from engines.sr.spec import PHASE_FIELDS, phase_fields
+
+
+def test_phases_recorded_before_a_field_existed_get_its_default() -> None:
+    assert phase_fields([0, 0.5]) == {
+        "from_step": 0,
+        "clean_share": 0.5,
+        "loss": "l1",
+        "scales": [1.0],
+        "face_share": None,
+    }
+    full = [62000, 0.9, "l2", [1.0, 0.8], 0.1]
+    assert list(phase_fields(full).values()) == full
+    assert tuple(phase_fields(full)) == PHASE_FIELDS
+
+
+@pytest.mark.parametrize("phase", [[], [0, 0.5, "l1", [1.0], None, "extra"]])
+def test_a_phase_of_the_wrong_length_is_refused(phase: list) -> None:
+    with pytest.raises(ValueError, match="not a training phase"):
+        phase_fields(phase)
