@@ -9,7 +9,7 @@ import numpy as np
 from appliance.runtime.bundle import load_manifest, model_file
 from engines import BUNDLES_DIR
 from engines.sr.bundle import MAX_INT8_LOSS_DB, TRAINING_DATA
-from engines.sr.spec import MARGIN, OFFSET, TILE, deployed_parameters
+from engines.sr.spec import MARGIN, OFFSET, PHASE_FIELDS, TILE, deployed_parameters
 
 BUNDLE = BUNDLES_DIR / "sr_x2"
 
@@ -40,3 +40,13 @@ def test_int8_ships_exactly_when_it_passes_its_gate() -> None:
     assert gate["passed"] == (gate["value"] <= MAX_INT8_LOSS_DB)
     assert (model_file(m, "int8") is not None) == gate["passed"]
     assert m["accuracy"]["conversion"]["passed"]
+
+
+def test_phases_read_by_name_and_end_with_the_shipped_settings() -> None:
+    source = load_manifest(BUNDLE)["provenance"]["source"]
+    phases, training = source["phases"], source["training"]
+    assert phases and all(tuple(phase) == PHASE_FIELDS for phase in phases)
+    starts = [phase["from_step"] for phase in phases]
+    assert starts == sorted(starts) and starts[-1] < training["steps_done"]
+    last = phases[-1]
+    assert all(last[field] == training[field] for field in PHASE_FIELDS[1:])
