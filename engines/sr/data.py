@@ -117,6 +117,8 @@ class PairSampler:
     ) -> None:
         """``face_share``: the share of patches cut from the faces; None: as many as
         their pixels (every pixel equally likely)."""
+        if face_share is not None and not 0.0 <= face_share <= 1.0:
+            raise ValueError(f"face share {face_share} is not within 0..1")
         natural, faces = (
             [im for im in group if min(im.shape) >= patch * SCALE] for group in (natural, faces)
         )
@@ -125,8 +127,6 @@ class PairSampler:
             raise ValueError(f"no training image is {patch * SCALE} px or larger")
         weights = np.array([im.size for im in self.images], dtype=np.float64)
         if face_share is not None and natural and faces:
-            if not 0.0 <= face_share <= 1.0:
-                raise ValueError(f"face share {face_share} is not within 0..1")
             weights[: len(natural)] *= (1.0 - face_share) / weights[: len(natural)].sum()
             weights[len(natural) :] *= face_share / weights[len(natural) :].sum()
         self.weights = weights / weights.sum()

@@ -51,6 +51,7 @@ def test_face_share_sets_how_often_faces_are_cut() -> None:
     assert 0.4 < from_faces < 0.6
 
 
-def test_a_face_share_outside_0_to_1_is_refused() -> None:
+@pytest.mark.parametrize("faces", [[_flat(64, 0.5)], []])
+def test_a_face_share_outside_0_to_1_is_refused(faces: list[np.ndarray]) -> None:
     with pytest.raises(ValueError, match="face share"):
-        PairSampler([_flat(64, 0.5)], [_flat(64, 0.5)], patch=16, face_share=1.5)
+        PairSampler([_flat(64, 0.5)], faces, patch=16, face_share=1.5)
