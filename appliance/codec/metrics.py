@@ -403,13 +403,12 @@ def bd_rate(
     log10(rate) is fitted as a cubic in quality for each curve and the fits are averaged
     over the quality interval both curves cover. Returns NaN (rather than raising, so one
     mismatched pair does not abort a table) when the quality ranges do not overlap: the
-    curves then say nothing about equal quality. Only trust it inside the measured range;
-    the cubic is unreliable beyond it, which is why nothing is extrapolated.
+    curves then say nothing about equal quality (so also when a curve keeps a single
+    efficient point: it covers no interval). Only trust it inside the measured range; the
+    cubic is unreliable beyond it, which is why nothing is extrapolated.
     """
     log_ref, q_ref = _envelope(*_curve(rates_ref, quality_ref))
     log_test, q_test = _envelope(*_curve(rates_test, quality_test))
-    if min(q_ref.size, q_test.size) < 2:
-        return math.nan
     difference = _mean_difference(q_ref, log_ref, q_test, log_test)
     if math.isnan(difference):
         return math.nan
@@ -427,8 +426,6 @@ def bd_quality(
     cubic in log10(rate); NaN when the rate ranges do not overlap."""
     log_ref, q_ref = _envelope(*_curve(rates_ref, quality_ref))
     log_test, q_test = _envelope(*_curve(rates_test, quality_test))
-    if min(q_ref.size, q_test.size) < 2:
-        return math.nan
     return _mean_difference(log_ref, q_ref, log_test, q_test)
 
 
