@@ -22,7 +22,7 @@ from appliance.runtime.bundle import MANIFEST, prepare_input, sha256_file
 from engines.sr.data import Degradation, face_frames
 from engines.sr.evaluate import load_set, onnx_upscaler, pair, psnr
 from engines.sr.imresize import bgr_to_y, imresize, to_uint8
-from engines.sr.spec import INPUT, MARGIN, OFFSET, OUTPUT, TILE, phase_fields
+from engines.sr.spec import INPUT, MARGIN, OFFSET, OUTPUT, TILE, last_phase, phase_fields
 
 NAME = "sr_x2"
 VERSION = "1.4.0"
@@ -128,7 +128,7 @@ def _manifest(
                 "trained_by": "engines/sr (this repository): python -m engines.sr.train",
                 "training": trained,
                 "training_data": TRAINING_DATA,
-                "degradation": Degradation(trained.get("clean_share", 0.5)).describe(),
+                "degradation": Degradation(last_phase(trained)["clean_share"]).describe(),
                 "phases": [phase_fields(phase) for phase in trained.get("history", [])],
                 "licence": "weights: Apache-2.0, with the training data's terms above",
             },

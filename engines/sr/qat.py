@@ -131,16 +131,20 @@ def quantize_aware(
     """Fine-tune with INT8 in the loop and export the QDQ model; its manifest settings."""
     from engines.sr.data import Degradation, PairSampler, load_training_y
     from engines.sr.export import load_fused, to_onnx
+    from engines.sr.spec import last_phase
 
     torch.manual_seed(0)
     net, state = load_fused(checkpoint)
     qnet = QuantSRNet(net)
     # fine-tune on the mix the network was last trained on, not pull it elsewhere
-    config = state["config"]
-    share = float(config.get("clean_share", Degradation.clean_share))
-    natural, faces = load_training_y(data, tuple(config.get("scales", (1.0,))))
+    phase = last_phase(state["config"])
+    natural, faces = load_training_y(data, tuple(phase["scales"]))
     sampler = PairSampler(
-        natural, faces, degradation=Degradation(share), seed=7, face_share=config.get("face_share")
+        natural,
+        faces,
+        degradation=Degradation(phase["clean_share"]),
+        seed=7,
+        face_share=phase["face_share"],
     )
     low, _ = sampler.batch(64)
     bounds = qnet.calibrate(torch.from_numpy(low) - 0.5)

@@ -28,3 +28,8 @@ def phase_fields(phase: list) -> dict:
         raise ValueError(f"not a training phase: {phase!r}")
     values = list(phase) + list(_PHASE_DEFAULTS[len(phase) :])
     return dict(zip(PHASE_FIELDS, values, strict=True))
+
+
+def last_phase(config: dict) -> dict:
+    """The settings a checkpoint's network was last trained with, by field name."""
+    return phase_fields((config.get("history") or [[0]])[-1])

@@ -30,7 +30,7 @@ from engines.sr.data import (
     load_training_y,
 )
 from engines.sr.model import SRNet
-from engines.sr.spec import PHASE_FIELDS, deployed_parameters, phase_fields
+from engines.sr.spec import deployed_parameters, phase_fields
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,13 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _changed(before: dict, now: dict) -> bool:
-    return any(before[field] != now[field] for field in PHASE_FIELDS[1:])
-
-
 def _scales(text: str) -> tuple[float, ...]:
     scales = tuple(float(part) for part in text.split(","))
-    if not scales or any(not 0.2 <= scale <= 1.0 for scale in scales):
+    if any(not 0.2 <= scale <= 1.0 for scale in scales):
         raise argparse.ArgumentTypeError(f"scales must lie within 0.2..1: {text}")
     return scales
 
@@ -153,15 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
-    args.channels, args.blocks, args.schedule_start = model.channels, model.blocks, schedule_start
     phase = [step, args.clean_share, args.loss, list(args.scales), args.face_share]
-    if restart or not history or _changed(phase_fields(history[-1]), phase_fields(phase)):
+    if restart or not history or list(phase_fields(history[-1]).values())[1:] != phase[1:]:
         history.append(phase)
-    params = deployed_parameters(args.channels, args.blocks)
+    params = deployed_parameters(model.channels, model.blocks)
     print(
         f"{len(natural)} natural pictures (scales {args.scales}), {len(faces)} faces "
         f"(share {'by pixels' if args.face_share is None else args.face_share});\n"
-        f"SRNet C{args.channels} M{args.blocks}: {params} parameters "
+        f"SRNet C{model.channels} M{model.blocks}: {params} parameters "
         f"deployed; batch {args.batch} x {args.patch}px; {args.threads} thread(s); "
         f"degradation: {degradation.describe()}",
         flush=True,
@@ -191,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"~{left:.0f} min left, Set5 Y-PSNR {psnr:.3f} dB",
                 flush=True,
             )
-            _save(checkpoint, model, opt, sampler, step, args, psnr, history)
+            _save(checkpoint, model, opt, sampler, step, args, schedule_start, psnr, history)
             window_start, window_steps, losses = time.monotonic(), 0, []
         if out_of_time:
             print(f"stopped after {args.minutes} min; run again to continue", flush=True)
@@ -206,6 +201,7 @@ def _save(
     sampler: PairSampler,
     step: int,
     args: argparse.Namespace,
+    schedule_start: int,
     psnr: float,
     history: list[list],
 ) -> None:
@@ -215,13 +211,13 @@ def _save(
         "rng": sampler.rng.bit_generator.state,
         "step": step,
         "config": {
-            "channels": args.channels,
-            "blocks": args.blocks,
+            "channels": model.channels,
+            "blocks": model.blocks,
             "patch": args.patch,
             "batch": args.batch,
             "lr": args.lr,
             "steps": args.steps,
-            "schedule_start": args.schedule_start,
+            "schedule_start": schedule_start,
             "clean_share": args.clean_share,
             "loss": args.loss,
             "scales": list(args.scales),
