@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engines.sr.spec import PHASE_FIELDS, phase_fields
+from engines.sr.spec import PHASE_FIELDS, last_phase, phase_fields
 
 
 def test_phases_recorded_before_a_field_existed_get_its_default() -> None:
@@ -24,3 +24,9 @@ def test_phases_recorded_before_a_field_existed_get_its_default() -> None:
 def test_a_phase_of_the_wrong_length_is_refused(phase: list) -> None:
     with pytest.raises(ValueError, match="not a training phase"):
         phase_fields(phase)
+
+
+def test_last_phase_is_what_the_network_was_last_trained_with() -> None:
+    history = [[0, 0.5], [56000, 0.9, "l2"]]
+    assert last_phase({"history": history}) == phase_fields([56000, 0.9, "l2"])
+    assert last_phase({}) == phase_fields([0])  # a checkpoint from before phases: defaults
