@@ -90,6 +90,27 @@ class SRNet(nn.Module):
                 nn.init.zeros_(conv.bias)
         return grown
 
+    def widen(self, channels: int) -> SRNet:
+        """This network with ``channels`` feature channels: the grown one computes the
+        same function, so training goes on from where this one ended.
+
+        Exact because every weight from a new channel into an old one (and into the
+        tail) starts at zero; the new channels' own weights keep PyTorch's random
+        initialisation, so they carry signal at once and their outgoing weights get
+        gradients from the first step.
+        """
+        if channels < self.channels:
+            raise ValueError(f"cannot narrow {self.channels} channels to {channels}")
+        grown = SRNet(channels, self.blocks)
+        with torch.no_grad():
+            for new, old in zip(grown.modules(), self.modules(), strict=True):
+                if isinstance(new, nn.Conv2d) and isinstance(old, nn.Conv2d):
+                    rows, cols = old.weight.shape[:2]
+                    new.weight[:rows, :cols] = old.weight
+                    new.weight[:rows, cols:] = 0.0
+                    new.bias[:rows] = old.bias
+        return grown
+
     def fuse(self) -> SRNet:
         for module in self.modules():
             if isinstance(module, RepConv):

@@ -82,6 +82,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="grow the resumed network to this many body blocks (new ones start as "
         "identities; implies --restart with a new optimizer)",
     )
+    p.add_argument(
+        "--widen",
+        type=int,
+        metavar="CHANNELS",
+        help="grow the resumed network to this many channels (the new ones start "
+        "feeding nothing; implies --restart with a new optimizer)",
+    )
     return p.parse_args(argv)
 
 
@@ -143,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.deepen and args.deepen != model.blocks:
             model, opt_state = model.deepen(args.deepen), None  # new parameters: new Adam
             print(f"deepened to {args.deepen} blocks (identity-initialised)", flush=True)
+        if args.widen and args.widen != model.channels:
+            model, opt_state = model.widen(args.widen), None
+            print(f"widened to {args.widen} channels (function unchanged)", flush=True)
         restart = args.restart or opt_state is None
         if restart:
             schedule_start = step
