@@ -25,7 +25,7 @@ from engines.sr.imresize import bgr_to_y, imresize, to_uint8
 from engines.sr.spec import INPUT, MARGIN, OFFSET, OUTPUT, TILE, last_phase, phase_fields
 
 NAME = "sr_x2"
-VERSION = "1.4.0"
+VERSION = "1.5.0"
 MAX_INT8_LOSS_DB = 0.15
 REFERENCE_TILES = 1  # each output is a 288x288 float32 plane: 330 kB per precision
 TOLERANCE = {"fp32": {"atol": 1e-4, "rtol": 1e-4}, "int8": {"atol": 1e-3, "rtol": 0.02}}
