@@ -71,44 +71,36 @@ class SRNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return upscale(self.body, self.tail, x)
 
-    def deepen(self, blocks: int) -> SRNet:
-        """This network with ``blocks`` body blocks: the new ones appended before the tail
-        as exact identities, so the grown network starts where this one ended.
+    def grow(self, channels: int, blocks: int) -> SRNet:
+        """This network with ``channels`` channels and ``blocks`` body blocks, computing
+        the same function, so training goes on from where this one ended.
 
-        Exact because a new block sees the previous ReLU's output (never negative) and
-        starts with zero 3x3 and 1x1 branches: ReLU(0 + x) = x. Its weights still get
-        gradients through the identity branch, so training moves them off zero.
+        Every convolution this network has keeps its weights, and the weights from a new
+        channel into an old one (or into the tail) start at zero: old channels see
+        nothing new. A new channel's own weights keep PyTorch's random initialisation, so
+        it carries signal at once and its outgoing weights get gradients from the first
+        step. New blocks are appended before the tail with zero 3x3 and 1x1 branches:
+        they see the previous ReLU's output (never negative), so ReLU(0 + x) = x, and
+        their weights get gradients through the identity branch.
         """
-        if blocks < self.blocks:
-            raise ValueError(f"cannot deepen {self.blocks} blocks to {blocks}")
-        grown = SRNet(self.channels, blocks)
-        grown.load_state_dict(self.state_dict(), strict=False)
-        for layer in list(grown.body)[self.blocks + 1 :]:
-            assert isinstance(layer, RepConv)
-            for conv in (layer.k3, layer.k1):
-                nn.init.zeros_(conv.weight)
-                nn.init.zeros_(conv.bias)
-        return grown
-
-    def widen(self, channels: int) -> SRNet:
-        """This network with ``channels`` feature channels: the grown one computes the
-        same function, so training goes on from where this one ended.
-
-        Exact because every weight from a new channel into an old one (and into the
-        tail) starts at zero; the new channels' own weights keep PyTorch's random
-        initialisation, so they carry signal at once and their outgoing weights get
-        gradients from the first step.
-        """
-        if channels < self.channels:
-            raise ValueError(f"cannot narrow {self.channels} channels to {channels}")
-        grown = SRNet(channels, self.blocks)
+        if channels < self.channels or blocks < self.blocks:
+            raise ValueError(
+                f"cannot shrink C{self.channels} M{self.blocks} to C{channels} M{blocks}"
+            )
+        grown = SRNet(channels, blocks)
+        old = dict(self.named_modules())
         with torch.no_grad():
-            for new, old in zip(grown.modules(), self.modules(), strict=True):
-                if isinstance(new, nn.Conv2d) and isinstance(old, nn.Conv2d):
-                    rows, cols = old.weight.shape[:2]
-                    new.weight[:rows, :cols] = old.weight
-                    new.weight[:rows, cols:] = 0.0
-                    new.bias[:rows] = old.bias
+            for name, conv in grown.named_modules():
+                if not isinstance(conv, nn.Conv2d):
+                    continue
+                if name not in old:  # a new block's branch
+                    conv.weight.zero_()
+                    conv.bias.zero_()
+                    continue
+                rows, cols = old[name].weight.shape[:2]
+                conv.weight[:rows, :cols] = old[name].weight
+                conv.weight[:rows, cols:] = 0.0
+                conv.bias[:rows] = old[name].bias
         return grown
 
     def fuse(self) -> SRNet:

@@ -147,12 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         history = [list(h) for h in config.get("history", [])]
         opt_state = state["opt"]
         print(f"resumed at step {step} from {checkpoint}", flush=True)
-        if args.deepen and args.deepen != model.blocks:
-            model, opt_state = model.deepen(args.deepen), None  # new parameters: new Adam
-            print(f"deepened to {args.deepen} blocks (identity-initialised)", flush=True)
-        if args.widen and args.widen != model.channels:
-            model, opt_state = model.widen(args.widen), None
-            print(f"widened to {args.widen} channels (function unchanged)", flush=True)
+        size = (args.widen or model.channels, args.deepen or model.blocks)
+        if size != (model.channels, model.blocks):
+            model, opt_state = model.grow(*size), None  # new parameters: new Adam
+            print(f"grown to C{size[0]} M{size[1]} (function unchanged)", flush=True)
         restart = args.restart or opt_state is None
         if restart:
             schedule_start = step
