@@ -126,7 +126,8 @@ def _manifest(
         "provenance": {
             "source": {
                 "trained_by": "engines/sr (this repository): python -m engines.sr.train",
-                "training": trained,
+                # the history is written once, by name, under "phases"
+                "training": {k: v for k, v in trained.items() if k != "history"},
                 "training_data": TRAINING_DATA,
                 "degradation": Degradation(last_phase(trained)["clean_share"]).describe(),
                 "phases": [phase_fields(phase) for phase in trained.get("history", [])],
