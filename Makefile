@@ -22,12 +22,25 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/appliance bench $(ARGS)
 
-$(STAMP): pyproject.toml
+# Everything in .venv comes from pylock.toml (exact versions, sha256 of every file, wheels
+# only): uv is bootstrapped from it with pip's --require-hashes, then installs the rest.
+$(STAMP): pyproject.toml pylock.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --editable '.[test]'
+	$(PYTHON) tools/uv_requirement.py pylock.toml > $(VENV)/uv-requirement.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --only-binary :all: \
+		--require-hashes -r $(VENV)/uv-requirement.txt
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python --no-build --require-hashes pylock.toml
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation --editable .
 	touch $(STAMP)
+
+# Refresh the lock after changing a dependency in pyproject.toml (and to take newer
+# releases: ARGS=--upgrade). One resolution for every platform the product runs on
+# (x86-64 and aarch64 Linux, Python 3.11+); tests/test_lock.py checks it covers both.
+.PHONY: lock
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra eval --group tools --universal --quiet \
+		--python-version 3.11 --only-binary :all: --format pylock.toml -o pylock.toml $(ARGS)
 
 # Debian packages the tests run for real (systemd-analyze, QEMU for the VM tests).
 system-deps:

@@ -113,6 +113,13 @@ class Appliance:
         self.models_dir = self.updates.prepare(factory) if self.updates else factory
         self.model_versions = slot_versions(self.models_dir)  # read once, not per status
         stages, self.vision_error = build_stages(cfg, self.models_dir)
+        from appliance.vision.stage import FaceTrackingStage
+
+        # The one backend every network runs on; its choices (precision per model, and
+        # any precision refused on this machine) are part of the status.
+        self.inference = next(
+            (s.backend for s in stages if isinstance(s, FaceTrackingStage)), None
+        )
         self.uvc = self._uvc(cfg)
         sinks: list[Sink] = [self.preview, self.codec]
         if self.uvc is not None:
@@ -347,6 +354,8 @@ class Appliance:
                 "dir": str(self.models_dir),
                 "versions": self.model_versions,
                 "updates": self.updates.status() if self.updates is not None else None,
+                "backend": self.inference.name if self.inference is not None else None,
+                "precision": dict(self.inference.choices) if self.inference is not None else {},
             },
             "restart_required": sorted(self.config.pending_restart),
         }

@@ -60,6 +60,9 @@ class Model(abc.ABC):
 
 class Backend(abc.ABC):
     name: str
+    #: per model name, what ``load`` chose and why: ``precision``, ``ms`` per precision
+    #: timed, ``refused`` (precision -> reason); shown in the daemon's status.
+    choices: dict[str, dict[str, Any]]
 
     @abc.abstractmethod
     def load(self, bundle_dir: Path, precision: str = "auto") -> Model:

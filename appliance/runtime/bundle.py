@@ -221,6 +221,20 @@ def check_reference(bundle_dir: Path, model: Model) -> list[ReferenceCheck]:
     return checks
 
 
+def reference_mismatch(bundle_dir: Path, model: Model) -> str | None:
+    """Why ``model`` does not reproduce its bundle's reference outputs here, or None.
+
+    A precision that fails this computes something else on this machine (an integer
+    kernel that saturates on this CPU, say): ``auto`` never picks it.
+    """
+    bad = [c for c in check_reference(bundle_dir, model) if not c.ok]
+    if not bad:
+        return None
+    return "reference outputs differ here: " + ", ".join(
+        f"{c.output} max diff {c.max_abs_diff:.3g} > {c.allowed:.3g}" for c in bad
+    )
+
+
 def load_verified(bundle_dir: Path) -> dict[str, Any]:
     """The manifest of a bundle that verifies; BundleError listing every problem otherwise.
 

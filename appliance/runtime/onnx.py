@@ -16,7 +16,7 @@ from appliance.runtime.base import (
     TensorSpec,
     time_model,
 )
-from appliance.runtime.bundle import load_verified, model_file
+from appliance.runtime.bundle import load_verified, model_file, reference_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,11 @@ def _spec(arg: Any) -> TensorSpec:
 class OnnxRuntimeBackend(Backend):
     """CPU sessions with a fixed thread count (the pipeline's threads share the cores).
 
-    ``auto`` precision times FP32 and INT8 on this CPU and keeps the faster: x86 CPUs
-    without VNNI often run QDQ INT8 slower than FP32 (measured here for the face mesh).
+    ``auto`` precision keeps the fastest precision whose reference outputs reproduce on
+    this CPU. Both checks are needed: x86 CPUs without VNNI often run QDQ INT8 slower
+    than FP32 (measured here for the face mesh), and integer kernels differ between CPU
+    classes, so an INT8 model built on one machine can compute something else on
+    another. FP32 is the fallback and is always kept.
     """
 
     name = "onnxruntime"
@@ -64,6 +67,7 @@ class OnnxRuntimeBackend(Backend):
         self._ort = import_onnxruntime()
         self.threads = threads
         self.version = str(self._ort.__version__)
+        self.choices: dict[str, dict[str, Any]] = {}
 
     def _session(self, path: Path) -> Any:
         options = self._ort.SessionOptions()
@@ -90,13 +94,33 @@ class OnnxRuntimeBackend(Backend):
             for p in choices
         ]
         if len(models) == 1:
+            self.choices[name] = {"precision": models[0].precision, "asked": precision}
             return models[0]
-        timings = {m.precision: time_model(m, TIMING_RUNS) for m in models}
-        best = min(models, key=lambda m: timings[m.precision])
+        refused = {}
+        for model in models[1:]:  # models[0] is FP32: the fallback, never refused
+            why = reference_mismatch(Path(bundle_dir), model)
+            if why is not None:
+                refused[model.precision] = why
+                log.warning(
+                    "%s: %s refused on this CPU (%s); it runs fp32", name, model.precision, why
+                )
+        usable = [m for m in models if m.precision not in refused]
+        timings = {m.precision: time_model(m, TIMING_RUNS) for m in usable}
+        best = min(usable, key=lambda m: timings[m.precision])
+        for model in models:
+            if model is not best:
+                model.close()
+        ms = {p: round(t * 1000, 2) for p, t in timings.items()}
+        self.choices[name] = {
+            "precision": best.precision,
+            "asked": "auto",
+            "ms": ms,
+            "refused": refused,
+        }
         log.info(
             "%s: %s on this CPU (%s)",
             name,
             best.precision,
-            ", ".join(f"{p} {t * 1000:.2f} ms" for p, t in timings.items()),
+            ", ".join(f"{p} {t:.2f} ms" for p, t in ms.items()),
         )
         return best

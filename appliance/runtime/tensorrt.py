@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from appliance.runtime.base import Backend, BackendUnavailable, Model, ModelError, TensorSpec
-from appliance.runtime.bundle import load_verified, model_file
+from appliance.runtime.bundle import load_verified, model_file, reference_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ class TensorRTBackend(Backend):
     """Builds (once) and runs TensorRT engines.
 
     ``auto`` precision is INT8 when the bundle ships a QDQ model (explicit
-    quantization, FP16 allowed for the layers it leaves in float), else FP16.
+    quantization, FP16 allowed for the layers it leaves in float) and that engine
+    reproduces the bundle's reference outputs on this GPU, else FP16.
     """
 
     name = "tensorrt"
@@ -126,12 +127,30 @@ class TensorRTBackend(Backend):
         self.version = str(self._trt.__version__)
         self.cache_dir = cache_dir
         self._logger = self._trt.Logger(self._trt.Logger.WARNING)
+        self.choices: dict[str, dict[str, Any]] = {}
 
     def load(self, bundle_dir: Path, precision: str = "auto") -> Model:
         manifest = load_verified(bundle_dir)
         name = str(manifest["name"])
-        if precision == "auto":
-            precision = "int8" if model_file(manifest, "int8") else "fp16"
+        if precision != "auto":
+            self.choices[name] = {"precision": precision, "asked": precision}
+            return self._engine(Path(bundle_dir), manifest, precision)
+        if model_file(manifest, "int8") is None:
+            self.choices[name] = {"precision": "fp16", "asked": "auto"}
+            return self._engine(Path(bundle_dir), manifest, "fp16")
+        int8 = self._engine(Path(bundle_dir), manifest, "int8")
+        why = reference_mismatch(Path(bundle_dir), int8)
+        if why is None:
+            self.choices[name] = {"precision": "int8", "asked": "auto"}
+            return int8
+        int8.close()
+        log.warning("%s: int8 refused on this GPU (%s); it runs fp16", name, why)
+        self.choices[name] = {"precision": "fp16", "asked": "auto", "refused": {"int8": why}}
+        return self._engine(Path(bundle_dir), manifest, "fp16")
+
+    def _engine(self, bundle_dir: Path, manifest: dict[str, Any], precision: str) -> Model:
+        """The cached engine for ``precision`` (built on first use, minutes)."""
+        name = str(manifest["name"])
         source = model_file(manifest, "int8" if precision == "int8" else "fp32")
         if source is None:
             raise ModelError(f"{name}: the bundle has no model for {precision}")
@@ -145,7 +164,7 @@ class TensorRTBackend(Backend):
             if engine is None:
                 log.warning("%s: cached engine %s unusable; rebuilding", name, path.name)
         if engine is None:
-            plan = self._build(Path(bundle_dir) / source, precision, name)
+            plan = self._build(bundle_dir / source, precision, name)
             _write_atomic(path, plan)
             engine = runtime.deserialize_cuda_engine(plan)
         if engine is None:

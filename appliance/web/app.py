@@ -23,6 +23,7 @@ class DaemonView(Protocol):
 
     Optional parts, looked up with getattr so a smaller daemon still serves the page:
     ``updates`` (ModelUpdates or None), ``fleet`` (FleetClient or None), ``models_dir``,
+    ``inference`` (the Backend the networks run on: its name and per-model choices),
     ``before_hub`` (JpegHub of the unprocessed picture) and ``request_restart(reason)``.
     """
 

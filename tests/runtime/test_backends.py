@@ -6,6 +6,7 @@ Runtime is importable (TensorRT is reported, not silently passed).
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from appliance.runtime.bundle import (
 )
 from appliance.runtime.onnx import OnnxRuntimeBackend
 from appliance.runtime.select import CANDIDATES, available_backends
+from tests.ota.helpers import rehash
 
 BACKENDS, UNAVAILABLE = available_backends()
 MODELS = sorted(p.name for p in factory_bundle_dir().iterdir() if p.is_dir())
@@ -109,3 +111,44 @@ def test_a_tampered_bundle_is_never_loaded(backend: Backend, tmp_path: Path) -> 
     onnx.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="sha256 mismatch"):
         backend.load(bundle)
+
+
+def _int8_computing_something_else(tmp_path: Path, name: str) -> Path:
+    """A copy of a bundle whose INT8 model computes other outputs than its reference
+    says, as an integer kernel that saturates on this CPU would (hashes made good)."""
+    bundle = tmp_path / name
+    shutil.copytree(factory_bundle_dir() / name, bundle)
+    with np.load(bundle / "reference.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    for key in arrays:
+        if key.startswith("int8/"):
+            arrays[key] = arrays[key] + np.float32(50.0)
+    np.savez(bundle / "reference.npz", **arrays)  # type: ignore[arg-type]
+    rehash(bundle)
+    return bundle
+
+
+def test_auto_keeps_the_fastest_precision_that_reproduces_here() -> None:
+    backend = OnnxRuntimeBackend()
+    model = backend.load(factory_bundle_dir() / "face_mesh")
+    choice = backend.choices["face_mesh"]
+    assert choice["refused"] == {}
+    assert set(choice["ms"]) == {"fp32", "int8"}
+    assert model.precision == min(choice["ms"], key=choice["ms"].get)
+
+
+def test_auto_falls_back_to_fp32_when_int8_computes_something_else_here(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle = _int8_computing_something_else(tmp_path, "face_mesh")
+    backend = OnnxRuntimeBackend()
+    with caplog.at_level(logging.WARNING, logger="appliance.runtime.onnx"):
+        model = backend.load(bundle)
+    assert model.precision == "fp32"
+    choice = backend.choices["face_mesh"]
+    assert choice["precision"] == "fp32"
+    assert set(choice["ms"]) == {"fp32"}
+    assert "reference outputs differ here" in choice["refused"]["int8"]
+    assert "int8 refused on this CPU" in caplog.text
+    # asked for by name, it still loads: the choice is auto's, not a ban
+    assert backend.load(bundle, "int8").precision == "int8"

@@ -4,11 +4,12 @@ async function load() {
   if (!r.ok) return;
   const m = r.body;
   document.getElementById("models-dir").textContent = "running from " + (m.dir || "?") +
+    (m.backend ? " on " + m.backend : "") +
     (m.updates_enabled ? "" : " · updates are off (ota.enabled)");
   document.getElementById("bundles").replaceChildren(...m.bundles.map(b => {
-    const tr = row([b.name, b.version, b.accuracy.join("\n") || "–"]);
+    const tr = row([b.name, b.version, b.runs, b.accuracy.join("\n") || "–"]);
     tr.children[1].className = "nowrap";
-    tr.children[2].className = "figures";
+    tr.children[3].className = "figures";
     return tr;
   }));
   const slots = [];
