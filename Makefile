@@ -14,6 +14,13 @@ run: $(STAMP)
 test: $(STAMP) system-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The numerics on every CPU class users have (tests/cpus): `make test` runs the host and
+# an emulated AVX2-only x86-64; this adds emulated aarch64 (an aarch64 Python and the
+# lock's aarch64 wheels, fetched once into .cache/cpus; needs root for a mount namespace).
+.PHONY: test-cpus
+test-cpus: $(STAMP) system-deps
+	$(BIN)/pytest tests/cpus -m '' $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check appliance engines ota tests
 	$(BIN)/ruff format --check appliance engines ota tests

@@ -117,9 +117,7 @@ class Appliance:
 
         # The one backend every network runs on; its choices (precision per model, and
         # any precision refused on this machine) are part of the status.
-        self.inference = next(
-            (s.backend for s in stages if isinstance(s, FaceTrackingStage)), None
-        )
+        self.inference = next((s.backend for s in stages if isinstance(s, FaceTrackingStage)), None)
         self.uvc = self._uvc(cfg)
         sinks: list[Sink] = [self.preview, self.codec]
         if self.uvc is not None:

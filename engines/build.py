@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from appliance.runtime import agreement
 from engines import calibration, crops, metrics
 from engines.manifest import build_manifest, write_manifest
 from engines.models import MODELS, ModelSpec
@@ -129,6 +130,14 @@ def build_model(
             continue
         for o in spec.outputs:
             ref[f"{precision}/{o.name}"] = np.concatenate([outs[i][o.name] for i in picks])
+    reference_gate = metrics.value(spec, [out_fp32[i] for i in picks], [out_int8[i] for i in picks])
+    if gate["passed"] and not agreement.meets(
+        reference_gate, spec.gate.threshold, spec.gate.higher_is_better
+    ):
+        raise RuntimeError(
+            f"{spec.name}: the INT8 gate fails on the reference inputs ({reference_gate}), "
+            "so no machine could verify the bundle; pick other reference inputs"
+        )
     if not gate["passed"]:
         int8.unlink()
     np.savez_compressed(stage / "reference.npz", **ref)  # type: ignore[arg-type]
@@ -145,7 +154,16 @@ def build_model(
         calib_info["selection"] = calibration.describe_selection()
         calib_info["selection_inputs"] = len(selection)
     manifest = build_manifest(
-        spec, stage, wheel_sha256, conversion, gate, calib_info, notes, shapes, count
+        spec,
+        stage,
+        wheel_sha256,
+        conversion,
+        gate,
+        calib_info,
+        notes,
+        shapes,
+        count,
+        metrics.figure(reference_gate),
     )
     write_manifest(stage, manifest)
     final = out_dir / spec.name

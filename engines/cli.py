@@ -106,10 +106,7 @@ def verify(dirs: Sequence[Path]) -> int:
         ]
         for c in checks:
             ok &= c.ok
-            print(
-                f"  reference {c.precision} {c.output}: max diff {c.max_abs_diff:.3g} "
-                f"(allowed {c.allowed:.3g}) {'ok' if c.ok else 'MISMATCH'}"
-            )
+            print(f"  reference {c.precision} {c.describe()} {'ok' if c.ok else 'MISMATCH'}")
         bad += not ok
     return 1 if bad else 0
 

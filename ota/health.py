@@ -59,8 +59,7 @@ def reference_gate(slot: Path, backend: str = "auto") -> list[str]:
             finally:
                 model.close()
             problems += [
-                f"{bundle.name}: {c.precision} {c.output}: max diff {c.max_abs_diff:.3g} > "
-                f"allowed {c.allowed:.3g}"
+                f"{bundle.name}: {c.precision} reference: {c.describe()}"
                 for c in checks
                 if not c.ok
             ]

@@ -31,7 +31,10 @@ GLIBC_MINOR = 35
 
 def _platforms(machine: str) -> list[str]:
     manylinux = [f"manylinux_2_{minor}_{machine}" for minor in range(GLIBC_MINOR, 4, -1)]
-    legacy = {"x86_64": ["manylinux2014", "manylinux2010", "manylinux1"], "aarch64": ["manylinux2014"]}
+    legacy = {
+        "x86_64": ["manylinux2014", "manylinux2010", "manylinux1"],
+        "aarch64": ["manylinux2014"],
+    }
     return [*manylinux, *(f"{name}_{machine}" for name in legacy[machine]), f"linux_{machine}"]
 
 
@@ -81,7 +84,9 @@ def test_every_locked_package_has_a_wheel_for(machine: str) -> None:
     tags = _tags(machine)
     missing = []
     for package in _selected(machine):
-        wheels = [parse_wheel_filename(w["url"].rsplit("/", 1)[1]) for w in package.get("wheels", [])]
+        wheels = [
+            parse_wheel_filename(w["url"].rsplit("/", 1)[1]) for w in package.get("wheels", [])
+        ]
         if not any(tags.intersection(wheel[3]) for wheel in wheels):
             missing.append(f"{package['name']}=={package['version']}")
     assert not missing, f"no CPython {PYTHON} manylinux {machine} wheel for {missing}"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from appliance.paths import find_data_dir
+from appliance.runtime import agreement
 
 if TYPE_CHECKING:
     from appliance.runtime.base import Model
@@ -66,14 +67,25 @@ class BundleError(Exception):
 
 @dataclass(frozen=True)
 class ReferenceCheck:
+    """One judgement of a model against its bundle's reference: ``output`` is an output's
+    name (``value``: max |got - stored|) or a gate metric's (``value``: its mean)."""
+
     precision: str
     output: str
-    max_abs_diff: float
+    value: float
     allowed: float
+    higher_is_better: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.max_abs_diff <= self.allowed
+        if self.higher_is_better:
+            return self.value >= self.allowed
+        return self.value <= self.allowed
+
+    def describe(self) -> str:
+        if self.higher_is_better:
+            return f"{self.output} {self.value:.4g} (needs >= {self.allowed:.4g})"
+        return f"{self.output} max diff {self.value:.3g} (allowed {self.allowed:.3g})"
 
 
 def sha256_file(path: Path) -> str:
@@ -194,8 +206,11 @@ def check_reference(bundle_dir: Path, model: Model) -> list[ReferenceCheck]:
     """Re-run the stored reference inputs through ``model``, on whatever backend loaded it.
 
     This is the health check a freshly installed bundle must pass on the device itself.
-    A precision with no stored outputs (TensorRT FP16) is compared with the FP32 ones,
-    at the INT8 tolerance.
+    A precision's tolerance is either raw (``atol``, ``rtol``: every output within
+    ``atol + rtol * max|stored|``) or a gate (``metric``, ``threshold``: the metric of
+    ``appliance.runtime.agreement`` between the outputs stored for ``against`` and the
+    ones computed here, mean over the reference inputs). A precision with no stored
+    tolerance (TensorRT FP16) is judged by the INT8 one against FP32.
     """
     bundle_dir = Path(bundle_dir)
     manifest = load_manifest(bundle_dir)
@@ -204,19 +219,27 @@ def check_reference(bundle_dir: Path, model: Model) -> list[ReferenceCheck]:
     with np.load(bundle_dir / ref["file"]) as data:
         stored = {k: data[k] for k in data.files}
     x = prepare_input(stored[ref["input_key"]], spec["scale"], spec["offset"], spec["layout"])
-    stored_as = model.precision if model.precision in PRECISIONS else "fp32"
-    tol = ref["tolerance"][model.precision if model.precision in PRECISIONS else "int8"]
+    known = model.precision in PRECISIONS
+    tol = ref["tolerance"][model.precision if known else "int8"]
+    stored_as = tol.get("against", model.precision if known else "fp32")
     outputs = [o["name"] for o in manifest["outputs"]]
-    got: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
+    got: list[dict[str, np.ndarray]] = []
     for i in range(x.shape[0]):  # the models have a fixed batch of 1
         result = model.run({spec["name"]: x[i : i + 1]})
-        for o in outputs:
-            got[o].append(result[o])
+        got.append({o: result[o] for o in outputs})
+    want = [{o: stored[f"{stored_as}/{o}"][i : i + 1] for o in outputs} for i in range(len(got))]
+    if "metric" in tol:
+        values = agreement.samples(tol["metric"], want, got)
+        value = float(values.mean()) if values.size else float("nan")
+        higher = bool(tol["higher_is_better"])
+        if not higher and not np.isfinite(value):
+            value = float("inf")  # no sample to judge by: never passes
+        return [ReferenceCheck(model.precision, tol["metric"], value, tol["threshold"], higher)]
     checks = []
     for o in outputs:
-        want = stored[f"{stored_as}/{o}"]
-        diff = float(np.max(np.abs(np.concatenate(got[o]) - want)))
-        allowed = tol["atol"] + tol["rtol"] * float(np.max(np.abs(want)))
+        stacked = np.concatenate([w[o] for w in want])
+        diff = float(np.max(np.abs(np.concatenate([g[o] for g in got]) - stacked)))
+        allowed = tol["atol"] + tol["rtol"] * float(np.max(np.abs(stacked)))
         checks.append(ReferenceCheck(model.precision, o, diff, allowed))
     return checks
 
@@ -230,9 +253,7 @@ def reference_mismatch(bundle_dir: Path, model: Model) -> str | None:
     bad = [c for c in check_reference(bundle_dir, model) if not c.ok]
     if not bad:
         return None
-    return "reference outputs differ here: " + ", ".join(
-        f"{c.output} max diff {c.max_abs_diff:.3g} > {c.allowed:.3g}" for c in bad
-    )
+    return "reference outputs differ here: " + ", ".join(c.describe() for c in bad)
 
 
 def load_verified(bundle_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,101 @@
+"""The numerics on the CPU classes users have: the host, an AVX2-only x86-64 (no VNNI)
+and aarch64 (the Jetson's, and many receivers'), the last two emulated (emulation.py).
+
+``make test`` runs the AVX2-only class; ``make test-cpus`` adds aarch64 (slower, and it
+fetches an aarch64 Python and wheels once into .cache/cpus)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.codec.conftest import read_clip
+from tests.cpus import emulation
+
+MACHINES: dict[str, Callable[[], emulation.Machine]] = {
+    "haswell": emulation.haswell,
+    "aarch64": emulation.aarch64,
+}
+CLASSES = [pytest.param("haswell"), pytest.param("aarch64", marks=pytest.mark.aarch64)]
+FRAMES = 12  # the codec's first frames: a reference, keypoints, a residual or two
+
+
+@pytest.fixture(scope="module", params=CLASSES)
+def machine(request: pytest.FixtureRequest) -> emulation.Machine:
+    try:
+        return MACHINES[request.param]()
+    except emulation.Unavailable as exc:
+        pytest.fail(str(exc))
+
+
+def _ok(result: object) -> None:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]  # type: ignore[attr-defined]
+
+
+def test_every_bundle_verifies(machine: emulation.Machine) -> None:
+    """Hashes, and every shipped precision reproduces (FP32 within its raw tolerance, INT8
+    by its accuracy gate recomputed there): the OTA health gate's judgement."""
+    result = machine.run("-m", "engines", "verify")
+    _ok(result)
+    assert "MISMATCH" not in result.stdout and "REFUSED" not in result.stdout
+    assert result.stdout.count("reference int8") >= 5, result.stdout
+
+
+def test_auto_precision_there_reproduces(machine: emulation.Machine) -> None:
+    """What ``auto`` chose there, loaded and checked there."""
+    program = (
+        "from appliance.runtime.bundle import check_reference, factory_bundle_dir\n"
+        "from appliance.runtime.onnx import OnnxRuntimeBackend\n"
+        "b = OnnxRuntimeBackend()\n"
+        "for d in sorted(p for p in factory_bundle_dir().iterdir() if p.is_dir()):\n"
+        "    m = b.load(d)\n"
+        "    assert all(c.ok for c in check_reference(d, m)), d.name\n"
+        "    print(d.name, m.precision, b.choices[m.name].get('refused'))\n"
+    )
+    result = machine.run("-c", program)
+    _ok(result)
+    assert len(result.stdout.splitlines()) == 5, result.stdout
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    clip = read_clip("lp_d20", FRAMES)
+    path = tmp_path_factory.mktemp("clip") / "clip.npz"
+    np.savez(path, frames=np.stack(clip.frames), landmarks=clip.landmarks, iris=clip.iris,
+             fps=clip.fps)  # fmt: skip
+    return path
+
+
+def _end(machine: emulation.Machine, action: str, source: Path, out: Path) -> np.lib.npyio.NpzFile:
+    _ok(machine.run("-m", "tests.cpus.codec_end", action, str(source), str(out)))
+    return np.load(out)
+
+
+def test_the_receiver_there_shows_what_the_sender_here_checked(
+    machine: emulation.Machine, clip: Path, tmp_path: Path
+) -> None:
+    """Both ways. Same instruction set: bit for bit, as the spec promises. x86-64 and
+    aarch64: the reference pictures bit for bit (AV1 decoding is exact by the standard,
+    and the colour conversion is integer arithmetic of ours); the warped frames within
+    one level at a few pixels (OpenCV's warps and float rounding differ between SIMD
+    units), never drifting: the receiver's bank holds only what was sent."""
+    host = emulation.host()
+    same_isa = machine.name != "aarch64"
+    for sender, receiver in ((host, machine), (machine, host)):
+        sent = tmp_path / f"{sender.name}-sent.npz"
+        with _end(sender, "send", clip, sent) as promised:
+            want, pictures = list(promised["shown"]), promised["pictures"]
+        with _end(receiver, "receive", sent, tmp_path / f"{receiver.name}.npz") as shown:
+            got, seen = list(shown["shown"]), shown["pictures"]
+        direction = f"{sender.name} -> {receiver.name}"
+        assert len(want) == len(got) == FRAMES, direction
+        if same_isa:
+            assert got == want, direction
+            continue
+        assert got[0] == want[0], f"{direction}: the first reference picture differs"
+        diff = np.abs(seen.astype(np.int16) - pictures.astype(np.int16))
+        assert diff.max() <= 1, f"{direction}: {diff.max()} levels apart"
+        assert (diff > 0).mean() < 1e-3, f"{direction}: {(diff > 0).mean():.2%} of values differ"
