@@ -1,8 +1,9 @@
 """The numerics on the CPU classes users have: the host, an AVX2-only x86-64 (no VNNI)
 and aarch64 (the Jetson's, and many receivers'), the last two emulated (emulation.py).
 
-``make test`` runs the AVX2-only class; ``make test-cpus`` adds aarch64 (slower, and it
-fetches an aarch64 Python and wheels once into .cache/cpus)."""
+``make test`` runs the AVX2-only class (40 s); ``make test-cpus`` adds aarch64 (it
+fetches an aarch64 Python and wheels once into .cache/cpus) and ``auto`` on each
+emulated class (2 minutes each: it times every precision)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ MACHINES: dict[str, Callable[[], emulation.Machine]] = {
     "haswell": emulation.haswell,
     "aarch64": emulation.aarch64,
 }
-CLASSES = [pytest.param("haswell"), pytest.param("aarch64", marks=pytest.mark.aarch64)]
+CLASSES = [pytest.param("haswell"), pytest.param("aarch64", marks=pytest.mark.cpu_matrix)]
 FRAMES = 12  # the codec's first frames: a reference, keypoints, a residual or two
 
 
@@ -44,6 +45,7 @@ def test_every_bundle_verifies(machine: emulation.Machine) -> None:
     assert result.stdout.count("reference int8") >= 5, result.stdout
 
 
+@pytest.mark.cpu_matrix
 def test_auto_precision_there_reproduces(machine: emulation.Machine) -> None:
     """What ``auto`` chose there, loaded and checked there."""
     program = (
