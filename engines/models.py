@@ -146,6 +146,7 @@ FACE_DETECTION = ModelSpec(
         "min_score": 0.5,
         "nms": {"kind": "weighted", "iou": 0.3},
     },
+    revision=2,  # 2: 7-bit INT8 weights (same outputs with and without VNNI), gate-judged reference
 )
 
 FACE_MESH = ModelSpec(
@@ -179,6 +180,7 @@ FACE_MESH = ModelSpec(
         "mean landmark distance INT8 vs FP32 / inter-ocular distance (landmarks 33, 263)",
     ),
     postprocess={"landmarks": 468, "dims": 3, "eye_corners": [33, 263], "presence_min": 0.5},
+    revision=2,  # 2: 7-bit INT8 weights (same outputs with and without VNNI), gate-judged reference
 )
 
 IRIS = ModelSpec(
@@ -217,6 +219,7 @@ IRIS = ModelSpec(
         "mean iris-point distance INT8 vs FP32 / eye width (contour points 0 and 8)",
     ),
     postprocess={"contour_points": 71, "iris_points": 5, "dims": 3},
+    revision=2,  # 2: 7-bit INT8 weights (same outputs with and without VNNI), gate-judged reference
 )
 
 SELFIE_SEGMENTATION = ModelSpec(
@@ -249,7 +252,9 @@ SELFIE_SEGMENTATION = ModelSpec(
         target=0.96, calibrations=("minmax", "percentile-99.9", "percentile-99.99")
     ),
     postprocess={"threshold": 0.5},
-    revision=2,  # 2: INT8 with sensitivity-chosen float layers
+    # 2: INT8 with sensitivity-chosen float layers; 3: 7-bit INT8 weights, gate-judged
+    # reference
+    revision=3,
 )
 
 MODELS: dict[str, ModelSpec] = {

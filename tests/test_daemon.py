@@ -17,7 +17,7 @@ import pytest
 from appliance.app import Appliance
 from appliance.config import ConfigManager, parse_config
 from appliance.fleet.bench import free_port
-from tests.conftest import wait_until
+from tests.conftest import scaled, wait_until
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def config_file(tmp_path: Path, still: Path) -> Path:
 def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(tmp_path / "notify.sock"))
-    sock.settimeout(5.0)
+    sock.settimeout(scaled(5.0))
     yield sock
     sock.close()
 
@@ -66,9 +66,9 @@ def run_daemon_to_exit(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 def receive(sock: socket.socket, wanted: str, timeout: float = 10.0) -> list[str]:
-    """Datagrams until one contains ``wanted``."""
+    """Datagrams until one contains ``wanted`` (``timeout`` scaled to this machine)."""
     messages: list[str] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         try:
             message = sock.recv(4096).decode()

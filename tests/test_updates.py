@@ -63,12 +63,12 @@ def test_the_daemon_runs_the_active_slot_and_commits_an_update_that_runs_well(
     app = daemon(ota_root)
     slot_a = (ota_root / "slots" / "a").resolve()
     assert app.models_dir == slot_a  # first start: slot A filled from the factory bundles
-    assert app.status()["models"]["versions"][BUNDLE] == "0.10.21-1"
+    assert app.status()["models"]["versions"][BUNDLE] == "0.10.21-2"
     app.start()
     try:
         assert flowing(app)
         old_model = detector_model(app)
-        update = signed(tmp_path, make_bundle(tmp_path / "v2", "0.10.21-2", 2), "v2.bundle")
+        update = signed(tmp_path, make_bundle(tmp_path / "v2", "0.10.21-12", 2), "v2.bundle")
         reports: list[dict[str, Any]] = []
         app.updates.on_status = reports.append  # type: ignore[union-attr]
         status = app.updates.install(str(update), "job-1")  # type: ignore[union-attr]
@@ -81,7 +81,7 @@ def test_the_daemon_runs_the_active_slot_and_commits_an_update_that_runs_well(
         assert app.models_dir == (ota_root / "slots" / "b").resolve()
         assert detector_model(app) is not old_model
         models = app.status()["models"]
-        assert models["versions"][BUNDLE] == "0.10.21-2"
+        assert models["versions"][BUNDLE] == "0.10.21-12"
         assert models["updates"]["job"]["result"] == "installed"
         assert flowing(app)
         assert app.pipeline.stats()["stages"]["vision"]["errors"] == 0
@@ -110,7 +110,7 @@ def test_models_the_pipeline_cannot_run_are_rolled_back_and_the_old_ones_keep_ru
     try:
         assert flowing(app)
         running = detector_model(app)
-        update = signed(tmp_path, wrong_network(tmp_path / "bad", "0.10.21-5"), "bad.bundle")
+        update = signed(tmp_path, wrong_network(tmp_path / "bad", "0.10.21-15"), "bad.bundle")
         status = app.updates.install(str(update))  # type: ignore[union-attr]
 
         assert status["job"]["result"] == "rolled_back"
@@ -118,7 +118,7 @@ def test_models_the_pipeline_cannot_run_are_rolled_back_and_the_old_ones_keep_ru
         assert status["active_slot"] == "a"
         assert app.models_dir == (ota_root / "slots" / "a").resolve()
         assert detector_model(app) is running
-        assert app.status()["models"]["versions"][BUNDLE] == "0.10.21-1"
+        assert app.status()["models"]["versions"][BUNDLE] == "0.10.21-2"
         assert flowing(app)
     finally:
         assert app.stop() == []
@@ -148,13 +148,13 @@ def test_models_that_slow_the_pipeline_down_are_rolled_back(
     app.start()
     try:
         assert flowing(app, 20)
-        update = signed(tmp_path, make_bundle(tmp_path / "v2", "0.10.21-2", 2), "v2.bundle")
+        update = signed(tmp_path, make_bundle(tmp_path / "v2", "0.10.21-12", 2), "v2.bundle")
         status = app.updates.install(str(update))  # type: ignore[union-attr]
 
         assert status["job"]["result"] == "rolled_back"
         assert "below" in status["job"]["reason"] and "fps" in status["job"]["reason"]
         assert not slow["on"]  # back on the old models
-        assert app.status()["models"]["versions"][BUNDLE] == "0.10.21-1"
+        assert app.status()["models"]["versions"][BUNDLE] == "0.10.21-2"
     finally:
         assert app.stop() == []
 
@@ -164,7 +164,7 @@ def test_an_unsigned_update_is_refused_and_nothing_changes(ota_root: Path, tmp_p
     app.start()
     try:
         keygen(tmp_path / "stranger", "stranger")
-        bundle = make_bundle(tmp_path / "v2", "0.10.21-2", 2)
+        bundle = make_bundle(tmp_path / "v2", "0.10.21-12", 2)
         update = signed(tmp_path, bundle, "stranger.bundle", "stranger")
         running = detector_model(app)
         status = app.updates.install(str(update))  # type: ignore[union-attr]
@@ -180,7 +180,7 @@ def test_a_daemon_stopped_mid_gate_resumes_the_gate_at_its_next_start(
 ) -> None:
     first = daemon(ota_root, health_s=60.0)
     first.start()
-    update = signed(tmp_path, make_bundle(tmp_path / "v2", "0.10.21-2", 2), "v2.bundle")
+    update = signed(tmp_path, make_bundle(tmp_path / "v2", "0.10.21-12", 2), "v2.bundle")
     outcome: list[Any] = []
 
     def install() -> None:
@@ -215,7 +215,7 @@ def test_new_models_that_keep_killing_the_daemon_are_rolled_back_before_loading(
     ota_root: Path, tmp_path: Path
 ) -> None:
     first = daemon(ota_root)
-    update = signed(tmp_path, make_bundle(tmp_path / "v2", "0.10.21-2", 2), "v2.bundle")
+    update = signed(tmp_path, make_bundle(tmp_path / "v2", "0.10.21-12", 2), "v2.bundle")
     agent = first.updates.agent  # type: ignore[union-attr]
     agent.public_keys = first.updates._trusted_keys()  # type: ignore[union-attr]
 

@@ -67,24 +67,27 @@ class BundleError(Exception):
 
 @dataclass(frozen=True)
 class ReferenceCheck:
-    """One judgement of a model against its bundle's reference: ``output`` is an output's
-    name (``value``: max |got - stored|) or a gate metric's (``value``: its mean)."""
+    """One judgement of a model against its bundle's reference: an output compared raw
+    (``value``: max |got - stored|) or, with ``metric``, a gate metric (``output``: its
+    name, ``value``: its mean over the reference inputs)."""
 
     precision: str
     output: str
     value: float
     allowed: float
     higher_is_better: bool = False
+    metric: bool = False
 
     @property
     def ok(self) -> bool:
         if self.higher_is_better:
             return self.value >= self.allowed
-        return self.value <= self.allowed
+        return self.value < self.allowed if self.metric else self.value <= self.allowed
 
     def describe(self) -> str:
-        if self.higher_is_better:
-            return f"{self.output} {self.value:.4g} (needs >= {self.allowed:.4g})"
+        if self.metric:
+            sign = ">=" if self.higher_is_better else "<"
+            return f"{self.output} {self.value:.4g} (needs {sign} {self.allowed:.4g})"
         return f"{self.output} max diff {self.value:.3g} (allowed {self.allowed:.3g})"
 
 
@@ -234,7 +237,8 @@ def check_reference(bundle_dir: Path, model: Model) -> list[ReferenceCheck]:
         higher = bool(tol["higher_is_better"])
         if not higher and not np.isfinite(value):
             value = float("inf")  # no sample to judge by: never passes
-        return [ReferenceCheck(model.precision, tol["metric"], value, tol["threshold"], higher)]
+        threshold = float(tol["threshold"])
+        return [ReferenceCheck(model.precision, tol["metric"], value, threshold, higher, True)]
     checks = []
     for o in outputs:
         stacked = np.concatenate([w[o] for w in want])

@@ -77,9 +77,9 @@ def aarch64() -> Machine:
     )  # fmt: skip
     if build.returncode != 0:
         raise Unavailable(f"tools/aarch64-python.sh failed ({build.returncode})")
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    # As many processors as the kernel says are possible: cpuinfo expects them all.
     possible = Path("/sys/devices/system/cpu/possible").read_text().strip()
-    count = int(possible.rsplit("-", 1)[-1]) + 1 if possible else cpus
+    count = int(possible.rsplit("-", 1)[-1]) + 1
     cpuinfo = AARCH64_DIR / "cpuinfo"
     cpuinfo.write_text("".join(A78AE.format(n=n) for n in range(count)))
     root = AARCH64_DIR / "root"

@@ -7,14 +7,18 @@ emulated class (2 minutes each: it times every precision)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from appliance.runtime.bundle import factory_bundle_dir
+from ota.signing import keygen, sign
 from tests.codec.conftest import read_clip
 from tests.cpus import emulation
+from tests.ota.helpers import BUNDLE, make_bundle, rehash
 
 MACHINES: dict[str, Callable[[], emulation.Machine]] = {
     "haswell": emulation.haswell,
@@ -60,6 +64,42 @@ def test_auto_precision_there_reproduces(machine: emulation.Machine) -> None:
     result = machine.run("-c", program)
     _ok(result)
     assert len(result.stdout.splitlines()) == 5, result.stdout
+
+
+def _computing_something_else(parent: Path, version: str) -> Path:
+    """A face_detection bundle whose networks do not compute what its reference says:
+    signed and hash-correct, the stored FP32 boxes 40 px off. Only running it shows it."""
+    bundle = make_bundle(parent, version)
+    with np.load(bundle / "reference.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["fp32/regressors"] = arrays["fp32/regressors"] + np.float32(40.0)
+    np.savez(bundle / "reference.npz", **arrays)  # type: ignore[arg-type]
+    rehash(bundle)
+    return bundle
+
+
+def test_a_signed_update_passes_the_health_gate_there_and_a_wrong_one_rolls_back(
+    machine: emulation.Machine, tmp_path: Path
+) -> None:
+    private, public = keygen(tmp_path / "keys")
+    factory = tmp_path / "factory"
+    (factory / BUNDLE).parent.mkdir()
+    shutil.copytree(factory_bundle_dir() / BUNDLE, factory / BUNDLE)
+    good = sign(make_bundle(tmp_path / "good", "0.10.21-12", 2), private, tmp_path / "good.bundle")
+    wrong = _computing_something_else(tmp_path / "wrong", "0.10.21-13")
+    bad = sign(wrong, private, tmp_path / "bad.bundle")
+    agent = ["--root", str(tmp_path / "ota"), "--key", str(public), "--board", "generic-x86"]
+    installed = machine.run("-m", "appliance", "ota", "install", str(good),
+                            "--factory", str(factory), *agent)  # fmt: skip
+    _ok(installed)
+    assert "installed: face_detection 0.10.21-12" in installed.stdout
+    refused = machine.run("-m", "appliance", "ota", "install", str(bad), *agent)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "face_detection: fp32 reference" in refused.stdout + refused.stderr
+    status = machine.run("-m", "appliance", "ota", "status", "--root", str(tmp_path / "ota"),
+                         "--json")  # fmt: skip
+    _ok(status)
+    assert '"face_detection": "0.10.21-12"' in status.stdout
 
 
 @pytest.fixture(scope="module")

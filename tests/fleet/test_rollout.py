@@ -52,7 +52,7 @@ def signed_update(tmp_path: Path):
     private, public = keygen(tmp_path / "keys")
     work = tmp_path / "update"
     work.mkdir()
-    bundle = make_bundle(work, "0.10.21-2", generation=2)
+    bundle = make_bundle(work, "0.10.21-12", generation=2)
     return sign(bundle, load_private_key(private), work / "v2.bundle"), load_public_key(public)
 
 
@@ -72,7 +72,7 @@ def test_a_staged_rollout_updates_the_canary_then_the_rest(broker, tmp_path):
             "cam1": "done",
             "cam2": "done",
         }
-        assert all(versions(agent) == "0.10.21-2" for _, agent in cams)
+        assert all(versions(agent) == "0.10.21-12" for _, agent in cams)
     finally:
         for client, _ in cams:
             client.stop()
@@ -88,8 +88,8 @@ def test_a_failing_canary_halts_the_rollout_and_the_rest_keep_their_models(broke
         report = op.rollout(["cam1", "cam2"], str(update), canary=0.5, timeout=60)
         assert report["halted"] is True and report["not_started"] == ["cam2"]
         assert report["results"]["cam1"]["state"] == "rolled_back"
-        assert versions(bad[1]) == "0.10.21-1"  # rolled back to its old models
-        assert versions(good[1]) == "0.10.21-1" and good[1].status()["job"] is None
+        assert versions(bad[1]) == "0.10.21-2"  # rolled back to its old models
+        assert versions(good[1]) == "0.10.21-2" and good[1].status()["job"] is None
     finally:
         for client, _ in (bad, good):
             client.stop()
@@ -132,7 +132,7 @@ def test_the_fleet_command_rolls_out_to_a_group(broker, tmp_path, capsys):
         assert code == 0
         report = json.loads(capsys.readouterr().out)
         assert report["halted"] is False and len(report["results"]) == 2
-        assert all(versions(agent) == "0.10.21-2" for _, agent in cams)
+        assert all(versions(agent) == "0.10.21-12" for _, agent in cams)
     finally:
         for client, _ in cams:
             client.stop()
@@ -154,13 +154,13 @@ def test_the_daemon_takes_an_update_over_mqtt_and_runs_the_new_models(broker, tm
         op.wait_status("cam1", online=True)
         report = op.rollout(["cam1"], str(update), canary=1.0, timeout=60)
         assert report["results"]["cam1"]["state"] == "done", report
-        assert app.status()["models"]["versions"][BUNDLE] == "0.10.21-2"
+        assert app.status()["models"]["versions"][BUNDLE] == "0.10.21-12"
         assert app.models_dir == (root / "slots" / "b").resolve()  # the stages run it
 
         def telemetry_says_installed() -> bool:  # the operator's view, from telemetry
             models = op.status["cam1"].get("models", {})
             job = (models.get("updates") or {}).get("job") or {}
-            return models["versions"][BUNDLE] == "0.10.21-2" and job.get("result") == "installed"
+            return models["versions"][BUNDLE] == "0.10.21-12" and job.get("result") == "installed"
 
         assert wait_until(telemetry_says_installed, 10.0)
         assert op.status["cam1"]["online"] is True

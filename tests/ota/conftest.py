@@ -55,9 +55,9 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def update_v2(tmp_path_factory: pytest.TempPathFactory, private_key: Ed25519PrivateKey) -> Path:
-    """face_detection 0.10.21-2 (a changed reference.npz too), signed by the trusted key."""
+    """face_detection 0.10.21-12 (a changed reference.npz too), signed by the trusted key."""
     work = tmp_path_factory.mktemp("update_v2")
-    return sign(make_bundle(work, "0.10.21-2", generation=2), private_key, work / "v2.bundle")
+    return sign(make_bundle(work, "0.10.21-12", generation=2), private_key, work / "v2.bundle")
 
 
 @pytest.fixture

@@ -126,7 +126,7 @@ def run_child(
 def make_job(cfg: dict[str, Any], index: int) -> dict[str, Any]:
     """Job ``index``: a new signed version; every fourth one fails its health gate;
     two in three are fetched over HTTP, the rest from a local path."""
-    version = f"0.10.21-{index + 2}"
+    version = f"0.10.21-{index + 12}"
     work = Path(cfg["work"])
     bundle = make_bundle(work / "src", version, generation=index + 2)
     update = sign(

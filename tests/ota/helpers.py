@@ -22,7 +22,7 @@ import numpy as np
 from appliance.runtime.bundle import factory_bundle_dir, sha256_file
 
 BUNDLE = "face_detection"
-FACTORY_VERSION = "0.10.21-1"
+FACTORY_VERSION = "0.10.21-2"
 
 
 def rehash(bundle_dir: Path) -> None:

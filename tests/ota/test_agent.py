@@ -48,7 +48,7 @@ def test_install_activates_the_new_version_after_the_reference_gate(
     status = agent.install(str(update_v2), job_id="job-1")  # default gate: reference outputs
     job = status["job"]
     assert (job["id"], job["state"], job["result"]) == ("job-1", "done", "installed")
-    assert (job["bundle"], job["version"]) == (BUNDLE, "0.10.21-2")
+    assert (job["bundle"], job["version"]) == (BUNDLE, "0.10.21-12")
     assert status["state"] == "idle"
     assert (status["active_slot"], status["committed_slot"], status["fallback_slot"]) == (
         "b",
@@ -56,10 +56,10 @@ def test_install_activates_the_new_version_after_the_reference_gate(
         "a",
     )
     assert os.readlink(ota_root / "active") == "slots/b"
-    assert _versions(ota_root / "active") == {BUNDLE: "0.10.21-2"}
+    assert _versions(ota_root / "active") == {BUNDLE: "0.10.21-12"}
     assert verify_bundle(ota_root / "active" / BUNDLE) == []
     assert _versions(ota_root / "slots" / "a") == {BUNDLE: FACTORY_VERSION}  # the fallback
-    assert status["high_water"] == {BUNDLE: "0.10.21-2"}
+    assert status["high_water"] == {BUNDLE: "0.10.21-12"}
     size = update_v2.stat().st_size
     assert seen[-1] == (size, size) and job["progress"] == {"done": size, "total": size}
     assert not list((ota_root / "downloads").iterdir())  # cleaned up
@@ -84,7 +84,7 @@ def test_install_keeps_the_other_bundles_of_the_active_slot(
     status = agent.install(str(update_v2))
     assert status["job"]["result"] == "installed"
     assert _versions(tmp_path / "ota" / "active") == {
-        BUNDLE: "0.10.21-2",
+        BUNDLE: "0.10.21-12",
         "face_detection_copy": "3.0",
     }
 
@@ -122,7 +122,7 @@ def test_reference_gate_rolls_back_a_signed_bundle_whose_outputs_differ(
     private_key: Ed25519PrivateKey,
 ) -> None:
     """Hashes and signature are fine; the model just does not reproduce its reference."""
-    bundle = make_bundle(tmp_path, "0.10.21-6")
+    bundle = make_bundle(tmp_path, "0.10.21-16")
     with np.load(bundle / "reference.npz") as data:
         arrays = {k: data[k] for k in data.files}
     arrays["fp32/regressors"] = arrays["fp32/regressors"] + 0.5
@@ -131,7 +131,7 @@ def test_reference_gate_rolls_back_a_signed_bundle_whose_outputs_differ(
     update = sign(bundle, private_key, tmp_path / "u.bundle")
     status = Agent(ota_root, trusted, device).install(str(update))  # the default gate
     assert status["job"]["state"] == "rolled_back"
-    assert "fp32 regressors: max diff" in status["job"]["reason"]
+    assert "fp32 reference: regressors max diff" in status["job"]["reason"]
     assert status["active_slot"] == "a"
     assert _versions(ota_root / "active") == {BUNDLE: FACTORY_VERSION}
 
@@ -189,7 +189,7 @@ def _signed(version: str, boards: list[str] | None = None, stranger: bool = Fals
 
 REFUSED = {
     "bad signature": (_tamper(_signature_flip), "BadSignatureError"),
-    "unknown key": (_signed("0.10.21-3", stranger=True), "UnknownKeyError"),
+    "unknown key": (_signed("0.10.21-13", stranger=True), "UnknownKeyError"),
     "wrong file hash": (_tamper(_hash_flip), "HashMismatchError"),
     "truncated file": (_truncated, "CorruptArchiveError"),
     "extra file": (
@@ -198,7 +198,7 @@ REFUSED = {
     ),
     "path traversal": (_tamper(lambda m: [*m, file_member("../x", b"x")]), "UnsafePathError"),
     "older version": (_signed("0.10.21-0"), "DowngradeError"),
-    "wrong board": (_signed("0.10.21-3", boards=["jetson-agx-orin-devkit"]), "IncompatibleError"),
+    "wrong board": (_signed("0.10.21-13", boards=["jetson-agx-orin-devkit"]), "IncompatibleError"),
 }
 
 
@@ -239,7 +239,7 @@ def test_a_bundle_for_this_board_and_runtime_is_accepted_else_refused(
     ota_root: Path, trusted: list, tmp_path: Path, private_key: Ed25519PrivateKey
 ) -> None:
     update = sign(
-        make_bundle(tmp_path, "0.10.21-5"), private_key, tmp_path / "u.bundle", ["generic-x86"]
+        make_bundle(tmp_path, "0.10.21-15"), private_key, tmp_path / "u.bundle", ["generic-x86"]
     )
     old_runtime = Device("generic-x86", {"onnxruntime": "1.15.0"})
     status = Agent(ota_root, trusted, old_runtime, hash_gate).install(str(update))
@@ -275,7 +275,7 @@ def test_interrupted_download_resumes_with_a_range_request(
     assert server.requests[1] == ("/v2.bundle", f"bytes={have}-")
     assert done["job"]["result"] == "installed"
     assert done["job"]["progress"] == {"done": len(data), "total": len(data)}
-    assert _versions(ota_root / "active") == {BUNDLE: "0.10.21-2"}
+    assert _versions(ota_root / "active") == {BUNDLE: "0.10.21-12"}
     assert verify_bundle(ota_root / "active" / BUNDLE) == []
 
 
@@ -329,7 +329,7 @@ def test_command_line(
     assert (tmp_path / "k" / "ota-signing.key").exists()
     assert "key id" in capsys.readouterr().out
     assert appliance_main(["ota", "verify", str(update_v2), "--key", key, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["version"] == "0.10.21-2"
+    assert json.loads(capsys.readouterr().out)["version"] == "0.10.21-12"
     bad = tmp_path / "bad.bundle"
     bad.write_bytes(update_v2.read_bytes()[:5000])
     assert appliance_main(["ota", "verify", str(bad), "--key", key]) == 1
@@ -337,10 +337,10 @@ def test_command_line(
     common = ["--root", root, "--key", key, "--board", "generic-x86", "--health", "hashes"]
     code = appliance_main(["ota", "install", str(update_v2), "--factory", str(factory), *common])
     assert code == 0
-    assert "installed: face_detection 0.10.21-2" in capsys.readouterr().out
+    assert "installed: face_detection 0.10.21-12" in capsys.readouterr().out
     assert appliance_main(["ota", "status", "--root", root, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert (status["active_slot"], status["high_water"]) == ("b", {BUNDLE: "0.10.21-2"})
+    assert (status["active_slot"], status["high_water"]) == ("b", {BUNDLE: "0.10.21-12"})
     assert appliance_main(["ota", "install", str(bad), *common]) == 1
     assert "CorruptArchiveError" in capsys.readouterr().err
     assert appliance_main(["ota", "status", "--root", root]) == 0

@@ -40,7 +40,7 @@ def _with_signature(members: list[Member], doc: dict) -> list[Member]:
 
 def test_good_update_verifies_and_lists_every_file(update_v2: Path, trusted: list) -> None:
     got = verify(update_v2, trusted)
-    assert (got.name, got.version, got.boards) == (BUNDLE, "0.10.21-2", None)
+    assert (got.name, got.version, got.boards) == (BUNDLE, "0.10.21-12", None)
     assert got.key_id == signing.key_id(trusted[0])
     assert set(got.files) == {
         "manifest.json",
@@ -48,7 +48,7 @@ def test_good_update_verifies_and_lists_every_file(update_v2: Path, trusted: lis
         "face_detection.int8.onnx",
         "reference.npz",
     }
-    assert got.manifest["version"] == "0.10.21-2"
+    assert got.manifest["version"] == "0.10.21-12"
 
 
 def test_signature_covers_a_canonical_statement(update_v2: Path, trusted: list) -> None:
@@ -76,13 +76,13 @@ def _read(update: Path, name: str) -> bytes:
 def test_gzip_and_plain_both_verify_and_signing_is_reproducible(
     tmp_path: Path, private_key: Ed25519PrivateKey, trusted: list
 ) -> None:
-    bundle = make_bundle(tmp_path, "0.10.21-7")
+    bundle = make_bundle(tmp_path, "0.10.21-17")
     first = sign(bundle, private_key, tmp_path / "a.bundle")
     again = sign(bundle, private_key, tmp_path / "b.bundle")
     assert first.read_bytes() == again.read_bytes()
     packed = sign(bundle, private_key, tmp_path / "c.bundle.gz")
     assert packed.read_bytes()[:2] == b"\x1f\x8b"
-    assert verify(packed, trusted).version == "0.10.21-7"
+    assert verify(packed, trusted).version == "0.10.21-17"
 
 
 def test_keygen_writes_private_key_0600_and_never_overwrites(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_keygen_writes_private_key_0600_and_never_overwrites(tmp_path: Path) -> 
 
 
 def test_a_broken_bundle_is_never_signed(tmp_path: Path, private_key: Ed25519PrivateKey) -> None:
-    bundle = make_bundle(tmp_path, "0.10.21-3")
+    bundle = make_bundle(tmp_path, "0.10.21-13")
     (bundle / "reference.npz").write_bytes(b"changed after hashing")
     with pytest.raises(ManifestInvalidError, match="refusing to sign"):
         sign(bundle, private_key, tmp_path / "x.bundle")
@@ -207,17 +207,17 @@ def test_tampered_update_is_refused_by_reason(
 
 
 def test_unknown_key_is_refused(tmp_path: Path, keys: dict[str, Path], trusted: list) -> None:
-    bundle = make_bundle(tmp_path, "0.10.21-4")
+    bundle = make_bundle(tmp_path, "0.10.21-14")
     foreign = sign(bundle, keys["stranger_private"], tmp_path / "foreign.bundle")
     with pytest.raises(UnknownKeyError, match="does not trust"):
         verify(foreign, trusted)
-    assert verify(foreign, [load_public_key(keys["stranger_public"])]).version == "0.10.21-4"
+    assert verify(foreign, [load_public_key(keys["stranger_public"])]).version == "0.10.21-14"
 
 
 def test_claiming_a_trusted_key_id_does_not_help(
     tmp_path: Path, keys: dict[str, Path], trusted: list
 ) -> None:
-    bundle = make_bundle(tmp_path, "0.10.21-4")
+    bundle = make_bundle(tmp_path, "0.10.21-14")
     foreign = sign(bundle, keys["stranger_private"], tmp_path / "foreign.bundle")
 
     def claim(members: list[Member]) -> list[Member]:
@@ -243,7 +243,7 @@ def test_truncated_archive_is_refused(
 def test_truncated_gzip_and_garbage_are_corrupt(
     tmp_path: Path, private_key: Ed25519PrivateKey, trusted: list
 ) -> None:
-    packed = sign(make_bundle(tmp_path, "0.10.21-5"), private_key, tmp_path / "u.bundle.gz")
+    packed = sign(make_bundle(tmp_path, "0.10.21-15"), private_key, tmp_path / "u.bundle.gz")
     cut = tmp_path / "cut.bundle.gz"
     cut.write_bytes(packed.read_bytes()[:-1000])
     with pytest.raises(CorruptArchiveError):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import scaled
 from tests.vm.build_image import REPO, Image, ensure_image
 
 # What the guest's /init prints on the console when it cannot set up the guest (see
@@ -93,8 +94,10 @@ class VM:
         with the checkout on PYTHONPATH; a script starting with ``#!`` is run as it stands.
         In the guest, ``$OUT`` names a writable directory whose files come back in
         ``VMResult.files``. Raises VMError when the guest does not finish within
-        ``timeout`` seconds (QEMU is killed) or never gets to run the script.
+        ``timeout`` seconds, scaled to this machine's speed (QEMU is killed), or never
+        gets to run the script.
         """
+        timeout = scaled(timeout)
         with tempfile.TemporaryDirectory(prefix="appliance-vm-") as tmp:
             # Resolved, as the guest mounts the share at this path inside the host's root.
             share = Path(tmp).resolve() / "share"

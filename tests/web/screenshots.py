@@ -54,7 +54,7 @@ def main(out: Path) -> None:
             page.locator("[id='error-web.jpeg_quality']").scroll_into_view_if_needed()
             page.screenshot(path=out / "web-settings.png")
             page.goto(served.base + "/models")
-            update = Signer(key, tmp).update("0.10.21-2", 2)
+            update = Signer(key, tmp).update("0.10.21-12", 2)
             page.set_input_files("#bundle", str(update))
             page.click("#upload-button")
             page.wait_for_selector("#upload-result[data-done]", timeout=60_000)

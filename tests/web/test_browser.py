@@ -131,13 +131,13 @@ def test_a_signed_bundle_upload_installs_and_a_tampered_one_is_refused(
     ota_served: tuple[Served, Signer], page: Any
 ) -> None:
     served, signer = ota_served
-    update = signer.update("0.10.21-2", 2)
+    update = signer.update("0.10.21-12", 2)
 
     def change_version(members: list[Any]) -> list[Any]:
         out = []
         for info, data in members:
             if info.name.endswith("manifest.json") and data is not None:
-                data = data.replace(b'"0.10.21-2"', b'"0.10.21-3"')
+                data = data.replace(b'"0.10.21-12"', b'"0.10.21-13"')
             out.append((info, data))
         return out
 
@@ -145,7 +145,7 @@ def test_a_signed_bundle_upload_installs_and_a_tampered_one_is_refused(
     log_in(page, served)
     page.goto(served.base + "/models")
     page.wait_for_selector("#bundles tr")
-    assert "0.10.21-1" in page.inner_text("#bundles")
+    assert "0.10.21-2" in page.inner_text("#bundles")
 
     page.set_input_files("#bundle", str(tampered))
     page.click("#upload-button")
@@ -153,17 +153,17 @@ def test_a_signed_bundle_upload_installs_and_a_tampered_one_is_refused(
     result.wait_for(timeout=60_000)
     assert result.get_attribute("data-done") == "refused"
     assert "refused: update failed" in result.inner_text()
-    assert served.app.status()["models"]["versions"]["face_detection"] == "0.10.21-1"
+    assert served.app.status()["models"]["versions"]["face_detection"] == "0.10.21-2"
 
     page.set_input_files("#bundle", str(update))
     page.click("#upload-button")
     page.wait_for_selector("#upload-result[data-done='ok']", timeout=60_000)
     assert page.inner_text("#upload-result") == "installed: installed"
     assert page.evaluate("document.getElementById('progress').value") == 100
-    assert served.app.status()["models"]["versions"]["face_detection"] == "0.10.21-2"
+    assert served.app.status()["models"]["versions"]["face_detection"] == "0.10.21-12"
     page.wait_for_function("document.getElementById('bundles').textContent.includes('-2')")
     slots = page.inner_text("#slots")
-    assert "active slot\tb" in slots and "face_detection 0.10.21-2" in slots
+    assert "active slot\tb" in slots and "face_detection 0.10.21-12" in slots
 
 
 def test_device_actions_need_the_confirmation_box(logged_in: Served, page: Any) -> None:
