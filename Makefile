@@ -70,6 +70,15 @@ $(ENGINES_STAMP): engines/requirements.txt
 	$(ENGINES_VENV)/bin/python -m pip install --quiet -r engines/requirements.txt
 	touch $@
 
+# The INT8 accuracy gates recomputed on each CPU class, on the build's own evaluation
+# inputs (cut once with the converter venv from ../shared/data): figures, not a test.
+.PHONY: cpu-gates
+cpu-gates: $(STAMP) $(ENGINES_STAMP)
+	$(ENGINES_VENV)/bin/python -m engines.cpu_gates inputs .cache/cpus/gate-inputs.npz
+	for cpu in host haswell aarch64; do echo "== $$cpu"; \
+		$(BIN)/python -m tests.cpus.emulation $$cpu -m engines.cpu_gates measure \
+		.cache/cpus/gate-inputs.npz || exit 1; done
+
 # The super-resolution network (engines/sr): trained here, resumable (.cache/sr holds
 # the checkpoint), then exported, quantized and gated into engines/bundles/sr_x2.
 TRAIN_VENV ?= .venv-train

@@ -7,6 +7,9 @@
   (tools/aarch64-python.sh) under ``qemu-aarch64``, as a Jetson Orin's Cortex-A78AE.
 
 Emulation is 10-40x slower than the host: numerics checks, not the whole suite.
+
+    python -m tests.cpus.emulation CLASS ARGS...    runs ``python ARGS...`` on CLASS
+                                                    (host, haswell, aarch64)
 """
 
 from __future__ import annotations
@@ -91,3 +94,13 @@ def aarch64() -> Machine:
         ("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *python),
         {"PYTHONPATH": f"{AARCH64_DIR / 'site'}:{ROOT}", "PYTHONNOUSERSITE": "1"},
     )
+
+
+CLASSES = {"host": host, "haswell": haswell, "aarch64": aarch64}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in CLASSES:
+        sys.exit(f"usage: python -m tests.cpus.emulation {{{','.join(CLASSES)}}} ARGS...")
+    machine = CLASSES[sys.argv[1]]()
+    env = {**os.environ, **machine.env}
+    sys.exit(subprocess.run([*machine.command, *sys.argv[2:]], cwd=ROOT, env=env).returncode)

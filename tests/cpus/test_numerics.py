@@ -8,7 +8,6 @@ emulated class (2 minutes each: it times every precision)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,6 @@ from tests.codec.conftest import read_clip
 from tests.cpus import emulation
 from tests.ota.helpers import BUNDLE, make_bundle, rehash
 
-MACHINES: dict[str, Callable[[], emulation.Machine]] = {
-    "haswell": emulation.haswell,
-    "aarch64": emulation.aarch64,
-}
 CLASSES = [pytest.param("haswell"), pytest.param("aarch64", marks=pytest.mark.cpu_matrix)]
 FRAMES = 12  # the codec's first frames: a reference, keypoints, a residual or two
 
@@ -31,7 +26,7 @@ FRAMES = 12  # the codec's first frames: a reference, keypoints, a residual or t
 @pytest.fixture(scope="module", params=CLASSES)
 def machine(request: pytest.FixtureRequest) -> emulation.Machine:
     try:
-        return MACHINES[request.param]()
+        return emulation.CLASSES[request.param]()
     except emulation.Unavailable as exc:
         pytest.fail(str(exc))
 
