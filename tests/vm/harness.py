@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import scaled
+from tests.conftest import SLOWNESS, scaled
 from tests.vm.build_image import REPO, Image, ensure_image
 
 # What the guest's /init prints on the console when it cannot set up the guest (see
@@ -162,6 +162,7 @@ class VM:
             "PYTHONPATH": str(REPO),
             "PYTHONUNBUFFERED": "1",  # output written before a hang still comes back
             "PYTHONDONTWRITEBYTECODE": "1",  # writes would only land in the guest's tmpfs
+            "APPLIANCE_TEST_SLOWNESS": str(SLOWNESS),  # the guest's waits scale alike
             **env,
         }
         lines = [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]

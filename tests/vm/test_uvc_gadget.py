@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.conftest import scaled
 from tests.vm.guest import check
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ BOARD = "generic-x86"
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         value = predicate()
         if value:
@@ -57,7 +58,7 @@ def _gadget_cli(*args: str) -> dict[str, Any]:
         [sys.executable, "-m", "appliance", "gadget", "--board", BOARD, *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(60),
     )
     return {"rc": proc.returncode, "out": proc.stdout.strip(), "err": proc.stderr.strip()[-800:]}
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.conftest import scaled
 from tests.vm.guest import check
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def guest_checks() -> dict[str, Any]:
         try:
             mode = [source._mode.fourcc, *source.size, source.fps, source._bytesperline]
             started = time.monotonic()
-            frames = [source.read(timeout=5.0) for _ in range(10)]
+            frames = [source.read(timeout=scaled(5.0)) for _ in range(10)]
             elapsed = time.monotonic() - started
         finally:
             source.close()
@@ -167,7 +168,7 @@ def guest_checks() -> dict[str, Any]:
             source = V4L2Source(path, 640, 480, 30)
             source.open()
             try:
-                frame = source.read(timeout=5.0)
+                frame = source.read(timeout=scaled(5.0))
                 shapes.append(None if frame is None else list(frame.image.shape))
             finally:
                 source.close()
@@ -201,7 +202,7 @@ def guest_checks() -> dict[str, Any]:
             # Like the daemon's capture thread: read until the source fails.
             try:
                 for _ in range(200):
-                    if source.read(timeout=2.0) is not None:
+                    if source.read(timeout=scaled(2.0)) is not None:
                         outcome["frames_before"] += 1
                         streaming.set()
                 outcome["error"] = None
@@ -232,7 +233,7 @@ def guest_checks() -> dict[str, Any]:
         source = V4L2Source(path, 640, 480, 30)
         source.open()
         try:
-            outcome["frame_after_replug"] = source.read(timeout=5.0) is not None
+            outcome["frame_after_replug"] = source.read(timeout=scaled(5.0)) is not None
         finally:
             source.close()
         return outcome
