@@ -53,6 +53,7 @@ CLIPPED_MAX = 0.3  # share of the opening at 0..2 or 253..255 grey beyond which 
 # ... and full up to AGREE_FULL iris radii from the network's guess, 0 from AGREE_OFF: the
 # network is rarely that far off on a clear eye, a lash line or a shadow can be.
 AGREE_FULL, AGREE_OFF = 0.5, 0.8
+TIE = 0.01  # peaks within 1% of the best score are a tie, broken by the guess
 # Lids: the search reach, the least gradient (grey / crop px), the columns left out at
 # either corner (share of the eye width) and beyond the iris (crop px), the columns
 # needed, and the largest spread (median absolute deviation, crop px) of their shifts.
@@ -198,11 +199,20 @@ def _fit_iris(
     ys, xs = np.mgrid[y0:y1, x0:x1]
     window = np.hypot(xs - guess[0], ys - guess[1]) <= SEARCH * R0
     candidates = np.where(window, score, -np.inf)
-    iy, ix = np.unravel_index(int(np.argmax(candidates)), candidates.shape)
-    best = float(candidates[iy, ix])
-    if not math.isfinite(best):
+    top = float(candidates.max())
+    if not math.isfinite(top):
         return guess, 0.0
-    filled: np.ndarray = np.where(np.isfinite(score), score, best)
+    filled: np.ndarray = np.where(np.isfinite(score), score, top)
+    # Of the peaks within TIE of the best, the one nearest the network's guess: two peaks
+    # (the limbus and a lash line, or the iris a warp repeats under a lid) can score 0.1%
+    # apart, and which one wins then flipped with the last bit of another CPU's float
+    # sums (AVX-512 vs AVX2: a 3 px jump on the synthetic eye). The guess is usually
+    # close (see AGREE_FULL), so it breaks the tie the same way on every machine.
+    peak = filled >= cv2.dilate(filled, np.ones((3, 3), np.uint8))
+    near = peak & (candidates >= top - TIE * abs(top))
+    distance = np.where(near, np.hypot(xs - guess[0], ys - guess[1]), np.inf)
+    iy, ix = np.unravel_index(int(np.argmin(distance)), distance.shape)
+    best = float(candidates[iy, ix])
     rows, cols = filled.shape
     dx = _vertex(*filled[iy, ix - 1 : ix + 2]) if 0 < ix < cols - 1 else 0.0
     dy = _vertex(*filled[iy - 1 : iy + 2, ix]) if 0 < iy < rows - 1 else 0.0
