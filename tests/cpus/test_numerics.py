@@ -8,6 +8,7 @@ emulated class (2 minutes each: it times every precision)."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,8 @@ def machine(request: pytest.FixtureRequest) -> emulation.Machine:
         pytest.fail(str(exc))
 
 
-def _ok(result: object) -> None:
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]  # type: ignore[attr-defined]
+def _ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def test_every_bundle_verifies(machine: emulation.Machine) -> None:
