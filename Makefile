@@ -21,9 +21,17 @@ test: $(STAMP) system-deps lint
 test-cpus: $(STAMP) system-deps
 	$(BIN)/pytest tests/cpus -m '' $(PYTEST_ARGS)
 
+# Every parser of outside input, fuzzed with FUZZ_EXAMPLES cases per target (100,000 by
+# default; more: `make fuzz FUZZ_EXAMPLES=1000000`). What it finds is kept in
+# .cache/hypothesis and tried first next time; keep a crash in tests/corpus/ (tests/fuzz.py).
+.PHONY: fuzz
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz \
+		--hypothesis-show-statistics $(PYTEST_ARGS)
+
 lint: $(STAMP)
-	$(BIN)/ruff check appliance engines ota tests
-	$(BIN)/ruff format --check appliance engines ota tests
+	$(BIN)/ruff check appliance engines ota tests tools
+	$(BIN)/ruff format --check appliance engines ota tests tools
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -14,6 +14,7 @@ import pytest
 
 from appliance.capture.base import Pacer, Source, SourceError
 from appliance.frame import Frame
+from tests import fuzz as _fuzz  # noqa: F401  (loads the Hypothesis budget profiles)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,0 +1,1 @@
+"""Attack scripts that measure how the daemon holds up against hostile clients."""
