@@ -29,6 +29,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -42,6 +43,13 @@ FRAGMENT_SIZE = FRAGMENT.size  # 12
 MTU = 1200  # datagram size the packetizer stays within
 MAX_PAYLOAD = 0xFFFF
 SEQ_MOD = 1 << 16
+# What a receiver holds for senders it cannot authenticate. A sender keeps datagrams
+# within the MTU, so an object is at most 255 fragments of 1177 bytes (300 KB) and a
+# keypoint packet at most 1200 bytes; the bounds leave room for a larger MTU, not for
+# 255 fragments of 64 KB (16 MB each, 16 of them in reassembly: 267 MB).
+MAX_OBJECT = 2 << 20
+MAX_ASSEMBLY_BYTES = 4 << 20  # all partial objects together
+MAX_KEYPOINT_PAYLOAD = MTU - HEADER_SIZE
 
 
 class BitstreamError(ValueError):
@@ -404,13 +412,15 @@ class Stats:
     late: int = 0  # keypoint packets (or their duplicates) older than the released ones
     skipped: int = 0  # keypoint sequence numbers never released: lost, or dropped below
     dropped: int = 0  # keypoint packets that arrived but could not be used
-    bad_objects: int = 0  # reassembled objects with a bad CRC or body
+    bad_objects: int = 0  # reassembled objects with a bad CRC or body, or refused
+    oversized: int = 0  # objects and keypoint packets over the receiver's bounds
 
 
 @dataclass
 class _Assembly:
     key: tuple[int, int, int]  # length, crc, count: the object's identity
     chunks: dict[int, bytes] = field(default_factory=dict)
+    size: int = 0  # bytes held in chunks
 
 
 class Tracker:
@@ -423,6 +433,12 @@ class Tracker:
     no intra is already waiting), and decoding resumes at the next intra. A
     packet naming a reference not (yet) complete is held while fewer than
     ``reference_hold`` packets wait behind it; ``wanted_references`` lists such ids.
+
+    ``accept_reference``, if given, sees each complete reference before it enters the
+    bank and may refuse it (False): a refused one changes nothing, so the reference held
+    under the same id (if any) stays. Memory is bounded whatever arrives: ``window``
+    keypoint packets of at most ``MAX_KEYPOINT_PAYLOAD`` bytes, ``2 * bank`` partial
+    objects of at most ``MAX_OBJECT`` bytes and ``MAX_ASSEMBLY_BYTES`` together.
     """
 
     def __init__(
@@ -432,8 +448,10 @@ class Tracker:
         reference_hold: int = 30,
         bank: int = 8,
         window: int = 256,
+        accept_reference: Callable[[Reference], bool] | None = None,
     ) -> None:
         self.stream = stream
+        self.accept_reference = accept_reference
         if min(max_delay, reference_hold, bank, window) < 1:
             raise ValueError("max_delay, reference_hold, bank and window must be >= 1")
         self.max_delay, self.reference_hold, self.window = max_delay, reference_hold, window
@@ -442,6 +460,7 @@ class Tracker:
         self.bank: OrderedDict[int, Reference] = OrderedDict()  # complete, oldest first
         self._bank_ids: dict[int, tuple[int, int]] = {}  # ref id -> object length, crc
         self._assemblies: OrderedDict[tuple[int, int], _Assembly] = OrderedDict()
+        self._assembly_bytes = 0
         self._residuals_done: deque[tuple[int, int, int, int]] = deque(maxlen=32)
         self._pending: dict[int, Packet] = {}
         self._next: int | None = None  # seq the chain needs next; None: wait for intra
@@ -467,6 +486,17 @@ class Tracker:
         release nothing more until the next intra packet."""
         self._break()
 
+    def forget_reference(self, ref_id: int) -> None:
+        """The application lost reference ``ref_id`` (it could not keep it): packets naming
+        it wait for it again, and ``wanted_references`` asks for it."""
+        if self.bank.pop(ref_id, None) is not None:
+            del self._bank_ids[ref_id]
+
+    @property
+    def assembly_bytes(self) -> int:
+        """Bytes held in partial objects (at most ``MAX_ASSEMBLY_BYTES``)."""
+        return self._assembly_bytes
+
     def feed(self, data: bytes) -> list[Event]:
         """Events made possible by datagram ``data``; never raises on bad input."""
         try:
@@ -486,6 +516,10 @@ class Tracker:
         if packet.type in OBJECT_TYPES:
             events = self._object(packet)
             return events + self._release() if events else []
+        assert isinstance(packet.payload, Keypoints)
+        if len(packet.payload.coded) >= MAX_KEYPOINT_PAYLOAD:  # no sender makes one
+            self.stats.oversized += 1
+            return []
         return self._keypoints(packet)
 
     # -- keypoints --
@@ -631,20 +665,38 @@ class Tracker:
         if not is_reference and (f.object_id, *identity) in self._residuals_done:
             self.stats.duplicates += 1
             return []
+        if f.length > MAX_OBJECT:
+            self.stats.oversized += 1
+            return []
         assembly = self._assemblies.get(key)
         if assembly is None or assembly.key != identity:
+            self._forget_assembly(key)
             assembly = self._assemblies[key] = _Assembly(identity)
-            while len(self._assemblies) > 2 * self.bank_size:
-                self._assemblies.popitem(last=False)
         if f.index in assembly.chunks:
             self.stats.duplicates += 1
             return []
         assembly.chunks[f.index] = f.chunk
+        assembly.size += len(f.chunk)
+        self._assembly_bytes += len(f.chunk)
         if len(assembly.chunks) < f.count:
+            self._evict_assemblies()
             return []
-        del self._assemblies[key]
+        self._forget_assembly(key)
         body = b"".join(assembly.chunks[i] for i in range(f.count))
         return self._complete(packet, f, body)
+
+    def _forget_assembly(self, key: tuple[int, int]) -> None:
+        assembly = self._assemblies.pop(key, None)
+        if assembly is not None:
+            self._assembly_bytes -= assembly.size
+
+    def _evict_assemblies(self) -> None:
+        """The oldest partial objects go first: a flood of fragments of distinct objects
+        costs at most the bounds, never more memory."""
+        while self._assemblies and (
+            len(self._assemblies) > 2 * self.bank_size or self._assembly_bytes > MAX_ASSEMBLY_BYTES
+        ):
+            self._forget_assembly(next(iter(self._assemblies)))
 
     def _complete(self, packet: Packet, f: Fragment, body: bytes) -> list[Event]:
         try:
@@ -660,6 +712,9 @@ class Tracker:
         if packet.type == PacketType.REFRESH_RESIDUAL:
             self._residuals_done.append((f.object_id, f.length, f.crc, f.count))
             return [ResidualReady(residual, packet.timestamp)]
+        if self.accept_reference is not None and not self.accept_reference(reference):
+            self.stats.bad_objects += 1
+            return []
         self.bank.pop(f.object_id, None)
         self.bank[f.object_id] = reference
         self._bank_ids[f.object_id] = (f.length, f.crc)

@@ -32,7 +32,7 @@ import numpy as np
 
 from appliance.codec.bitstream import BitstreamError, parse
 from appliance.codec.keypoints import KeypointCodecModel
-from appliance.codec.session import Receiver
+from appliance.codec.session import MAX_FRAME_PIXELS, Receiver
 from appliance.codec.transport import drain, open_udp, parse_udp_uri
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ SNAPSHOT_EVERY_S = 1.0
 REPORT_EVERY_S = 1.0
 QUIET_S = 0.5  # the stream shown must be this quiet before another one takes over
 KEEP_FOREIGN = 256  # datagrams of other streams kept for a switch (its reference)
+LOG_EVERY_S = 10.0  # a fault is logged at most this often: a flood must not flood the log
 
 
 def _count(text: str) -> int:
@@ -58,6 +59,17 @@ def _positive(text: str) -> float:
     return value
 
 
+def _frame_size(text: str) -> int:
+    """WIDTHxHEIGHT -> its pixel count."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1x1, got {text}")
+    return width * height
+
+
 def add_receive_parser(sub: Any) -> None:
     p = sub.add_parser("receive", help="the far end of a keypoint-codec call: UDP in, video out")
     p.add_argument(
@@ -68,6 +80,8 @@ def add_receive_parser(sub: Any) -> None:
     p.add_argument("--frames", type=_count, help="stop after this many pictures")
     p.add_argument("--seconds", type=_positive, help="stop after this long")
     p.add_argument("--fps", type=_positive, default=30.0, help="frame rate of the --out video")
+    p.add_argument("--max-size", type=_frame_size, default=MAX_FRAME_PIXELS, metavar="WxH",
+                   help="refuse streams of more pixels than this (1920x1080)")  # fmt: skip
 
 
 @dataclass
@@ -78,6 +92,7 @@ class Counters:
     bytes: int = 0
     requests: int = 0  # REQUEST datagrams sent back
     streams: int = 0  # streams shown (a camera restarting its stream adds one)
+    faults: int = 0  # datagrams whose handling raised (a bug): dropped, the call went on
 
 
 class VideoOut:
@@ -126,6 +141,7 @@ class CallReceiver:
         snapshot: Path | None = None,
         fps: float = 30.0,
         on_picture: Callable[[np.ndarray], None] | None = None,
+        max_pixels: int = MAX_FRAME_PIXELS,
     ) -> None:
         self.address = parse_udp_uri(listen, listen=True)  # ValueError: not udp://HOST:PORT
         self.sock = open_udp(self.address)  # OSError: the port cannot be bound
@@ -133,7 +149,8 @@ class CallReceiver:
         self.snapshot = snapshot
         self.on_picture = on_picture
         self.model = KeypointCodecModel.load()
-        self.receiver = Receiver(self.model)
+        self.max_pixels = max_pixels
+        self.receiver = Receiver(self.model, max_pixels=max_pixels)
         self.counters = Counters()
         self._peer: tuple[str, int] | None = None
         self._heard = -float("inf")  # when the stream shown last sent something
@@ -141,6 +158,7 @@ class CallReceiver:
         self._pending: np.ndarray | None = None  # the newest picture, maybe still patched
         self._limit: int | None = None  # pictures asked for
         self._stop = threading.Event()
+        self._last_fault_log = -float("inf")
 
     @property
     def port(self) -> int:
@@ -199,10 +217,21 @@ class CallReceiver:
                 break
             self.counters.datagrams += 1
             self.counters.bytes += len(datagram)
-            if self._route(datagram, peer):
-                self._feed(datagram)
+            try:
+                if self._route(datagram, peer):
+                    self._feed(datagram)
+            except Exception as exc:  # whatever one datagram does, the call goes on
+                self._fault(exc)
         self._send_requests()
         return bool(waiting)
+
+    def _fault(self, exc: Exception) -> None:
+        self.counters.faults += 1
+        now = time.monotonic()
+        if now - self._last_fault_log >= LOG_EVERY_S:
+            self._last_fault_log = now
+            log.warning("receive: a datagram raised %s (%d so far); dropped",
+                        type(exc).__name__, self.counters.faults, exc_info=exc)  # fmt: skip
 
     def _route(self, datagram: bytes, peer: tuple[str, int]) -> bool:
         """True if ``datagram`` is for the stream shown (or garbage, for it to count);
@@ -224,7 +253,7 @@ class CallReceiver:
     def _switch(self, stream: int) -> None:
         log.info("receive: stream %04x takes over", stream)
         self._finish_picture()
-        self.receiver = Receiver(self.model, stream=stream)
+        self.receiver = Receiver(self.model, stream=stream, max_pixels=self.max_pixels)
         self._heard = time.monotonic()
         kept = [(d, peer) for s, d, peer in self._foreign if s == stream]
         self._foreign.clear()
@@ -284,6 +313,11 @@ class CallReceiver:
             f"references {r.references}  residuals {r.residuals}  lost {t.skipped}  "
             f"late {t.late}  duplicates {t.duplicates}  garbage {t.garbage}  "
             f"errors {r.errors}  requests sent {self.counters.requests}"
+            + (
+                f"  faults {self.counters.faults + r.faults}"
+                if self.counters.faults + r.faults
+                else ""
+            )
         )
 
     def summary(self, seconds: float) -> str:
@@ -303,7 +337,9 @@ def _open(args: argparse.Namespace) -> CallReceiver | str:
         if path is not None and not path.resolve().parent.is_dir():
             return f"--{name}: no folder {path.resolve().parent}"
     try:
-        return CallReceiver(args.listen, args.out, args.snapshot, args.fps)
+        return CallReceiver(
+            args.listen, args.out, args.snapshot, args.fps, max_pixels=args.max_size
+        )
     except ValueError as exc:
         return f"--listen: {exc}"
     except OSError as exc:

@@ -69,6 +69,14 @@ from appliance.codec.render import REGIONS, FaceRenderer, region_box, region_mas
 log = logging.getLogger(__name__)
 
 CLOCK = 1000  # timestamps, Hz (ms, wrapping at 2**16)
+# The largest frame a receiver accepts unless told otherwise (width x height): a forged
+# reference may declare up to 65535x65535, and the receiver holds 8 references and
+# renders at the stream's size.
+MAX_FRAME_PIXELS = 1920 * 1080
+KEEP_LANDMARKS = 64  # decoded frames a residual may still name
+LOG_EVERY_S = 10.0
+# what bad input raises while it is decoded; anything else is a bug, counted as a fault
+_BAD_INPUT = (BitstreamError, EntropyError, KeypointCodecError)
 HISTORY = 108_000  # per-frame figures kept
 KEYPOINT_DATA_FORMAT = 1
 _SHAPE_SCALE = scale_index(24.0)  # reference shape symbols: about +-24 steps of 1/128 cm
@@ -415,27 +423,52 @@ class ReceiverStats:
     frames: int = 0  # keypoint packets rendered
     references: int = 0
     residuals: int = 0
-    errors: int = 0  # objects or vectors that would not decode
+    errors: int = 0  # objects or vectors that would not decode, or were refused
     requests: int = 0
+    faults: int = 0  # unexpected exceptions while handling a datagram (bugs): survived
+
+
+class _Throttle:
+    """True at most once per ``every`` seconds: a log line per trouble, not per datagram."""
+
+    def __init__(self, every: float = LOG_EVERY_S) -> None:
+        self.every, self.last = every, -math.inf
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return False
+        self.last = now
+        return True
 
 
 class Receiver:
-    """The far end: ``feed`` datagrams, read ``picture``; send back ``requests()``."""
+    """The far end: ``feed`` datagrams, read ``picture``; send back ``requests()``.
+
+    Nothing a datagram says is trusted before it is checked, and a bad one leaves the
+    state as it was: the first reference that decodes fixes the stream's ``size`` (a
+    sender keeps one size per stream id; at most ``max_pixels``), a reference of another
+    size, or whose picture header declares another one, is refused before any decoder
+    runs, and what is refused is asked for again (REQUEST) instead of raised.
+    """
 
     def __init__(
         self,
         model: KeypointCodecModel | None = None,
         stream: int | None = None,
         request_interval: float = 0.2,
+        max_pixels: int = MAX_FRAME_PIXELS,
     ) -> None:
         self.model = model or KeypointCodecModel.load()
-        self.tracker = Tracker(stream)
+        self.tracker = Tracker(stream, accept_reference=self._accept_reference)
+        self.max_pixels = max_pixels
+        self.size: tuple[int, int] | None = None  # the stream's, set by its first reference
         self.renderer: FaceRenderer | None = None
         self.picture: np.ndarray | None = None
         self.frame_seq: int | None = None  # keypoint seq of the picture on screen
         self.stats = ReceiverStats()
         self.request_interval = request_interval
-        self._landmarks: dict[int, np.ndarray] = {}  # seq -> decoded landmarks, recent
+        self._landmarks: OrderedDict[int, np.ndarray] = OrderedDict()  # seq -> decoded, recent
         self._references: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> shape, lms
         self._previous: np.ndarray | None = None
         self._chain_ref: int | None = None
@@ -444,23 +477,51 @@ class Receiver:
         self._gaps = ObjectGaps()
         self._refresh = False
         self._newest: int | None = None  # id of the newest reference
+        self._asks: set[int] = set()  # references refused: asked for again
+        self._log = _Throttle()
 
     def feed(self, datagram: bytes) -> bool:
-        """True when the picture changed. Never raises on bad input."""
-        self._watch_objects(datagram)
+        """True when the picture changed. Never raises: bad input is counted (``stats``),
+        and so is any other exception (``faults``), and the state stays as it was."""
+        try:
+            self._watch_objects(datagram)
+            events = self.tracker.feed(datagram)
+        except Exception as exc:  # a bug: one datagram must not end the call
+            self._fault(exc)
+            return False
         changed = False
-        for event in self.tracker.feed(datagram):
+        for event in events:
             try:
                 changed |= self._handle(event)
-            except (BitstreamError, EntropyError, KeypointCodecError, ValueError) as exc:
-                self.stats.errors += 1
-                log.debug("codec receiver: %s", exc)
-                if isinstance(event, KeypointsReady):
-                    self.tracker.break_chain()
-                    self._previous = None
-                elif isinstance(event, ResidualReady):
-                    self._refresh = True  # the bank now lacks what the sender's holds
+            except Exception as exc:
+                if isinstance(exc, _BAD_INPUT):
+                    self.stats.errors += 1
+                    self._note("codec receiver: %s", exc)
+                else:
+                    self._fault(exc)
+                self._recover(event)
         return changed
+
+    def _recover(self, event: object) -> None:
+        if isinstance(event, KeypointsReady):
+            self.tracker.break_chain()
+            self._previous = None
+            if self.renderer is None or not self.renderer.has_reference(event.ref_id):
+                self.tracker.forget_reference(event.ref_id)  # so that it is asked for
+        elif isinstance(event, ResidualReady):
+            self._refresh = True  # the bank now lacks what the sender's holds
+
+    def _fault(self, exc: BaseException) -> None:
+        self.stats.faults += 1
+        if self._log.ready():
+            log.warning("codec receiver: unexpected %s (%d so far), call goes on",
+                        type(exc).__name__, self.stats.faults, exc_info=exc)  # fmt: skip
+
+    def _note(self, message: str, *args: object) -> None:
+        if self._log.ready():
+            log.info(message, *args)
+        else:
+            log.debug(message, *args)
 
     def requests(self, now: float | None = None) -> list[bytes]:
         """REQUEST datagrams for the sender, at most one round per ``request_interval``."""
@@ -469,10 +530,9 @@ class Receiver:
             return []
         self._packets.stream = self.tracker.stream
         last = self.frame_seq or 0
-        out = [
-            self._packets.request(RequestKind.REFERENCE, ref, last, 0)
-            for ref in self.tracker.wanted_references
-        ]
+        wanted = sorted({*self.tracker.wanted_references, *self._asks})
+        self._asks.clear()
+        out = [self._packets.request(RequestKind.REFERENCE, ref, last, 0) for ref in wanted]
         if self._refresh:
             self._refresh = False
             out.append(self._packets.request(RequestKind.REFRESH, self._chain_ref or 0, last, 0))
@@ -499,32 +559,60 @@ class Receiver:
 
     def _handle(self, event: object) -> bool:
         if isinstance(event, ReferenceReady):
-            self._reference(event.reference)
-            return False
+            return False  # taken in by _accept_reference already
         if isinstance(event, ResidualReady):
             return self._residual(event.residual)
         assert isinstance(event, KeypointsReady)
         return self._keypoints(event)
 
+    def _accept_reference(self, ref: Reference) -> bool:
+        """The tracker's question before a reference enters its bank: decoded and kept, or
+        refused (counted, asked for again) with nothing changed."""
+        try:
+            self._reference(ref)
+            return True
+        except Exception as exc:
+            if isinstance(exc, _BAD_INPUT):
+                self.stats.errors += 1
+                self._note("codec receiver: reference %d refused: %s", ref.ref_id, exc)
+            else:
+                self._fault(exc)
+            self._asks.add(ref.ref_id)
+            return False
+
     def _reference(self, ref: Reference) -> None:
-        if self.renderer is None or (self.renderer.width, self.renderer.height) != (
-            ref.width,
-            ref.height,
-        ):
-            self.renderer = FaceRenderer(ref.width, ref.height)
-        picture = decode_picture(ref.codec, ref.image, (ref.width, ref.height))
+        size = (ref.width, ref.height)
+        if self.size is not None and size != self.size:  # a new size is a new stream id
+            raise BitstreamError(
+                f"reference {ref.ref_id} is {ref.width}x{ref.height}, "
+                f"the stream is {self.size[0]}x{self.size[1]}"
+            )
+        if ref.width * ref.height > self.max_pixels:
+            raise BitstreamError(
+                f"reference of {ref.width}x{ref.height} exceeds {self.max_pixels} pixels"
+            )
+        picture = decode_picture(ref.codec, ref.image, size)
         shape_symbols, vector = unpack_keypoint_data(self.model, ref.keypoints)
         shape = self.model.decode_reference(shape_symbols)
         landmarks = self.model.render_points(vector, ref.width, ref.height, shape)
         newest = self._newest is None or 0 < (ref.ref_id - self._newest) % 256 < 128
+        renderer = self.renderer if self.renderer is not None else FaceRenderer(*size)
+        try:
+            renderer.add_reference(ref.ref_id, picture, landmarks, newest=newest)
+        except ValueError as exc:  # landmarks no mesh can be made of
+            raise BitstreamError(f"reference {ref.ref_id}: {exc}") from None
+        # nothing below can fail: the reference is in
+        self.renderer, self.size = renderer, size
         if newest:
             self._newest = ref.ref_id
         self._references[ref.ref_id] = (shape, landmarks)
-        self.renderer.add_reference(ref.ref_id, picture, landmarks, newest=newest)
+        for old in [r for r in self._references if not renderer.has_reference(r)]:
+            del self._references[old]
         self.stats.references += 1
 
     def _keypoints(self, event: KeypointsReady) -> bool:
-        if self.renderer is None or event.ref_id not in self._references:
+        held = self.renderer is not None and self.renderer.has_reference(event.ref_id)
+        if self.renderer is None or not held or event.ref_id not in self._references:
             raise BitstreamError(f"keypoints name reference {event.ref_id}, not held")
         values = self.model.priors.decode(event.coded, event.intra)
         if not event.intra:
@@ -537,9 +625,12 @@ class Receiver:
         landmarks = self.model.render_points(q, r.width, r.height, shape)
         self.picture = r.render(event.ref_id, landmarks)
         self._previous, self._chain_ref, self.frame_seq = q, event.ref_id, event.seq
+        self._landmarks.pop(event.seq, None)
         self._landmarks[event.seq] = landmarks
-        for old in [s for s in self._landmarks if seq_diff(event.seq, s) > 64]:
+        for old in [s for s in self._landmarks if abs(seq_diff(event.seq, s)) > KEEP_LANDMARKS]:
             del self._landmarks[old]
+        while len(self._landmarks) > KEEP_LANDMARKS:  # after sequence jumps
+            self._landmarks.popitem(last=False)
         self.stats.frames += 1
         return True
 
@@ -548,8 +639,12 @@ class Receiver:
         if self.renderer is None or landmarks is None:
             raise BitstreamError("residual for a frame this receiver never rendered")
         x, y, w, h = residual.box
-        if w < 1 or h < 1 or x + w > self.renderer.width or y + h > self.renderer.height:
+        width, height = self.renderer.width, self.renderer.height
+        if w < 1 or h < 1 or x + w > width or y + h > height:
             raise BitstreamError("residual box outside the frame")
+        if residual.region in REGIONS and 4 * w * h > width * height:
+            # a banked picture of a mouth or an eye: 36 of them stay, so each is bounded
+            raise BitstreamError(f"residual box {w}x{h} is too large for a {residual.region.name}")
         patch = decode_picture(residual.codec, residual.image, (w, h))
         on_screen = residual.frame_seq == self.frame_seq and self.picture is not None
         target = (
