@@ -10,7 +10,11 @@ written anywhere. Only two shapes are accepted::
 
 Anything else (an absolute path, ``..``, a link, a device node, a deeper path, a
 name with odd characters) is refused with :class:`~ota.errors.UnsafePathError`.
-Reading is single-pass (``r|*``), so a huge or endless file is never seeked through.
+
+Reading is single-pass and bounded (:mod:`ota.tarstream`): until the signature has
+been checked only the signature member may be read (:data:`PRE_SIGNATURE_LIMIT`);
+after it, no more than the signed statement's files need (:func:`signed_budget`).
+The file itself is at most :data:`MAX_ARCHIVE_BYTES`.
 """
 
 from __future__ import annotations
@@ -21,15 +25,20 @@ import io
 import os
 import re
 import tarfile
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ota import fsio
-from ota.errors import CorruptArchiveError, UnsafePathError, UpdateError
+from ota.errors import ArchiveLimitError, UnsafePathError, UpdateError
+from ota.tarstream import BLOCK, MAX_EXTENSION, MAX_EXTENSIONS, Entry, TarStream, padded, shown
 
 SIGNATURE = "signature"
+SIGNATURE_LIMIT = 1 << 20  # the signature member: JSON listing every file of a bundle
+MAX_ARCHIVE_BYTES = 4 << 30  # an update file, as downloaded or uploaded
+# One member's headers at most: its own and MAX_EXTENSIONS full extension headers.
+MEMBER_OVERHEAD = BLOCK + MAX_EXTENSIONS * (BLOCK + padded(MAX_EXTENSION))
+PRE_SIGNATURE_LIMIT = MEMBER_OVERHEAD + padded(SIGNATURE_LIMIT)
 # Plain names only: what a bundle's files, a bundle's name and a version may look like.
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
@@ -38,47 +47,50 @@ def is_plain_name(name: str) -> bool:
     return bool(PLAIN_NAME.fullmatch(name))
 
 
-def member_parts(member: tarfile.TarInfo) -> tuple[str, ...]:
+def member_parts(member: Entry) -> tuple[str, ...]:
     """The member's path components, once the path and the type are known to be safe."""
-    name = member.name
+    name, what = member.name, shown(member.name)
     if name.startswith("/") or "\\" in name or "\0" in name:
-        raise UnsafePathError(f"{name!r}: absolute or non-POSIX path in the archive")
+        raise UnsafePathError(f"{what}: absolute or non-POSIX path in the archive")
     parts = tuple(name.split("/"))
     if any(part in ("", ".", "..") for part in parts):
-        raise UnsafePathError(f"{name!r}: path traversal ('..', '.' or empty component)")
-    if member.issym() or member.islnk():
-        raise UnsafePathError(f"{name!r}: links are not allowed in an update")
-    if not (member.isreg() or member.isdir()) or member.issparse():
-        raise UnsafePathError(f"{name!r}: not a regular file or directory")
+        raise UnsafePathError(f"{what}: path traversal ('..', '.' or empty component)")
+    if member.kind in ("symlink", "hardlink"):
+        raise UnsafePathError(f"{what}: links are not allowed in an update")
+    if not (member.is_file() or member.is_dir()):
+        raise UnsafePathError(f"{what}: not a regular file or directory")
     if len(parts) > 2:
-        raise UnsafePathError(f"{name!r}: nested paths are not allowed in a bundle")
+        raise UnsafePathError(f"{what}: nested paths are not allowed in a bundle")
     bad = [part for part in parts if not is_plain_name(part)]
     if bad:
-        raise UnsafePathError(f"{name!r}: {bad[0]!r} is not a plain file name")
+        raise UnsafePathError(f"{what}: {shown(bad[0])} is not a plain file name")
     return parts
 
 
-@contextlib.contextmanager
-def archive_errors(path: Path) -> Iterator[None]:
-    """Turn what tarfile/gzip raise for damaged input into CorruptArchiveError."""
-    try:
-        yield
-    except UpdateError:
-        raise
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise CorruptArchiveError(f"{path.name}: truncated or corrupt archive: {exc}") from None
+def signed_budget(files: Mapping[str, Mapping[str, Any]]) -> int:
+    """Archive bytes after the signature's data that the signed file list accounts for:
+    each file's data, the most headers it and the bundle's directory may have, the end
+    marker. Nothing a signer made is longer; anything longer is not read."""
+    data = sum(padded(int(entry["size"])) for entry in files.values())
+    # + the signature's padding (read after the limit is set) and the end marker
+    return data + (len(files) + 1) * MEMBER_OVERHEAD + 3 * BLOCK
 
 
 @contextlib.contextmanager
-def open_stream(path: Path) -> Iterator[tarfile.TarFile]:
-    """The archive opened for one sequential pass (compression detected)."""
+def open_update(path: Path) -> Iterator[TarStream]:
+    """The update file opened for one bounded pass (gzip detected); the stream's limit
+    starts at :data:`PRE_SIGNATURE_LIMIT`."""
     with contextlib.ExitStack() as stack:
         try:
             fh = stack.enter_context(open(path, "rb"))
         except OSError as exc:
             raise UpdateError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        stack.enter_context(archive_errors(path))
-        yield stack.enter_context(tarfile.open(fileobj=fh, mode="r|*"))
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_ARCHIVE_BYTES:
+            raise ArchiveLimitError(
+                f"{path.name}: {size} bytes; an update is at most {MAX_ARCHIVE_BYTES}"
+            )
+        yield TarStream(fh, path.name, PRE_SIGNATURE_LIMIT)
 
 
 def _info(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:

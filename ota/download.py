@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
+import os
 import re
 import urllib.error
 import urllib.request
@@ -25,12 +26,13 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from ota import fsio
+from ota.archive import MAX_ARCHIVE_BYTES
 from ota.errors import DownloadError
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, "int | None"], None]
-MAX_BYTES = 4 << 30
+MAX_BYTES = MAX_ARCHIVE_BYTES  # more could never verify: not worth the disk
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _UNSATISFIED = re.compile(r"^bytes \*/(\d+)$")
 
@@ -47,9 +49,9 @@ def fetch(
     if scheme in ("http", "https"):
         return _fetch_http(source, partial, progress, timeout, max_bytes)
     if scheme == "file":
-        return _fetch_file(Path(url2pathname(urlsplit(source).path)), partial, progress)
+        return _fetch_file(Path(url2pathname(urlsplit(source).path)), partial, progress, max_bytes)
     if scheme == "":
-        return _fetch_file(Path(source), partial, progress)
+        return _fetch_file(Path(source), partial, progress, max_bytes)
     raise DownloadError(f"{source}: unsupported scheme {scheme!r}", retryable=False)
 
 
@@ -74,20 +76,28 @@ def _counter(start: int, total: int | None, progress: Progress | None) -> Callab
     return on_chunk
 
 
-def _fetch_file(path: Path, partial: Path, progress: Progress | None) -> int:
+def _fetch_file(path: Path, partial: Path, progress: Progress | None, max_bytes: int) -> int:
     with contextlib.ExitStack() as stack:
         try:
             src = stack.enter_context(open(path, "rb"))
         except OSError as exc:
             why = f"{path}: cannot read: {exc.strerror or exc}"
             raise DownloadError(why, retryable=False) from None
-        total = path.stat().st_size
+        total = os.fstat(src.fileno()).st_size
+        if total > max_bytes:
+            raise DownloadError(f"{path}: {total} bytes is more than {max_bytes}", retryable=False)
         offset = _size(partial)
         if offset > total:
             partial.unlink()
             offset = 0
         src.seek(offset)
-        fsio.write_stream(src, partial, append=True, on_chunk=_counter(offset, total, progress))
+        fsio.write_stream(
+            src,
+            partial,
+            append=True,
+            limit=max_bytes - offset,  # a file still growing stops here; verify refuses it
+            on_chunk=_counter(offset, total, progress),
+        )
     return _size(partial)
 
 

@@ -17,6 +17,12 @@ class CorruptArchiveError(UpdateError):
     """The file is not a readable tar archive (truncated, damaged, not a tar at all)."""
 
 
+class ArchiveLimitError(CorruptArchiveError):
+    """Larger than this device reads: the file, a header, or what precedes the signature.
+
+    Raised before the oversized part is read (the limits are in :mod:`ota.tarstream`)."""
+
+
 class UnsafePathError(UpdateError):
     """A member that could write outside its bundle: absolute, ``..``, a link, a device."""
 

@@ -53,7 +53,15 @@ from appliance.runtime.bundle import (
     verify_bundle,
 )
 from ota import fsio
-from ota.archive import SIGNATURE, is_plain_name, member_parts, open_stream, write_archive
+from ota.archive import (
+    SIGNATURE,
+    SIGNATURE_LIMIT,
+    is_plain_name,
+    member_parts,
+    open_update,
+    signed_budget,
+    write_archive,
+)
 from ota.errors import (
     BadSignatureError,
     ExtraFileError,
@@ -64,14 +72,15 @@ from ota.errors import (
     UnknownKeyError,
     UnsafePathError,
 )
+from ota.tarstream import TarStream, shown
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 DOMAIN = b"appliance-ota-bundle-signature-v1\n"
-SIGNATURE_LIMIT = 1 << 20
 STATEMENT_KEYS = {"format", "name", "version", "boards", "files"}
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -262,12 +271,16 @@ def _check_signature(
         raw = base64.b64decode(doc["signature"], validate=True)
         if doc["format"] != FORMAT or doc["algorithm"] != "ed25519" or not isinstance(kid, str):
             raise ValueError("unsupported format or algorithm")
+        message = DOMAIN + canonical(statement)
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise BadSignatureError(f"malformed signature file: {exc}") from None
+        raise BadSignatureError(f"malformed signature file: {str(exc)[:200]}") from None
+    except RecursionError:  # JSON nested deeper than the interpreter's stack
+        raise BadSignatureError("malformed signature file: nested too deep") from None
     if kid not in trusted:
-        raise UnknownKeyError(f"signed by key {kid}, which this device does not trust")
+        named = kid if KEY_ID.fullmatch(kid) else shown(kid)
+        raise UnknownKeyError(f"signed by key {named}, which this device does not trust")
     try:
-        trusted[kid].verify(raw, DOMAIN + canonical(statement))
+        trusted[kid].verify(raw, message)
     except (InvalidSignature, TypeError, ValueError):
         raise BadSignatureError(f"signature does not match (key {kid})") from None
     problems = statement_problems(statement)
@@ -276,35 +289,48 @@ def _check_signature(
     return statement, kid
 
 
+def _read_signature(
+    tar: TarStream, trusted: dict[str, Ed25519PublicKey]
+) -> tuple[dict[str, Any], str]:
+    """The first member, which must be the signature, checked; nothing after it is read."""
+    first = tar.next_entry()
+    if first is None or member_parts(first) != (SIGNATURE,) or not first.is_file():
+        raise BadSignatureError("unsigned: the archive does not start with a signature")
+    if first.size > SIGNATURE_LIMIT:
+        raise BadSignatureError(f"signature member is too large ({first.size} bytes)")
+    return _check_signature(tar.read(first.size), trusted)
+
+
 def _extract(
     update_file: Path, trusted: dict[str, Ed25519PublicKey], dest: Path, durable: bool
 ) -> tuple[dict[str, Any], str]:
-    """One pass: signature first, then each file hashed (and written) against it."""
-    with open_stream(update_file) as tar:
-        members = iter(tar)
-        first = next(members, None)
-        if first is None or member_parts(first) != (SIGNATURE,) or not first.isreg():
-            raise BadSignatureError("unsigned: the archive does not start with a signature")
-        if first.size > SIGNATURE_LIMIT:
-            raise BadSignatureError(f"signature member is too large ({first.size} bytes)")
-        fh = tar.extractfile(first)
-        assert fh is not None  # a regular member always has data
-        statement, kid = _check_signature(fh.read(), trusted)
+    """One pass: signature first, then each file hashed (and written) against it.
+
+    Every member's header is checked against the signed statement before its data is
+    read, and the stream as a whole may not outgrow what the statement accounts for.
+    """
+    with open_update(update_file) as tar:
+        statement, kid = _read_signature(tar, trusted)
         name, files = statement["name"], statement["files"]
+        tar.limit = tar.position + signed_budget(files)
         seen: set[str] = set()
-        for member in members:
+        seen_dir = False
+        while (member := tar.next_entry()) is not None:
             parts = member_parts(member)
             if parts[0] != name:
-                raise ExtraFileError(f"{member.name!r}: outside bundle {name!r}")
+                raise ExtraFileError(f"{shown(member.name)}: outside bundle {name!r}")
             if len(parts) == 1:
-                if not member.isdir():
-                    raise ExtraFileError(f"{member.name!r}: not part of the bundle")
+                if not member.is_dir():
+                    raise ExtraFileError(f"{shown(member.name)}: not part of the bundle")
+                if seen_dir:
+                    raise UnsafePathError(f"{shown(member.name)}: duplicate directory entry")
+                seen_dir = True
                 continue
             file_name = parts[1]
             if file_name not in files:
-                raise ExtraFileError(f"{member.name!r}: not in the signed file list")
-            if file_name in seen or not member.isreg():
-                raise UnsafePathError(f"{member.name!r}: duplicate or not a regular file")
+                raise ExtraFileError(f"{shown(member.name)}: not in the signed file list")
+            if file_name in seen or not member.is_file():
+                raise UnsafePathError(f"{shown(member.name)}: duplicate or not a regular file")
             seen.add(file_name)
             want = files[file_name]
             if member.size != want["size"]:
@@ -312,10 +338,8 @@ def _extract(
                     f"{file_name}: {member.size} bytes, the signed statement says {want['size']}"
                 )
             digest = hashlib.sha256()
-            data = tar.extractfile(member)
-            assert data is not None
             got = fsio.write_stream(
-                data, dest / file_name, hasher=digest, limit=want["size"], durable=durable
+                tar, dest / file_name, hasher=digest, limit=want["size"], durable=durable
             )
             if got != want["size"] or digest.hexdigest() != want["sha256"]:
                 raise HashMismatchError(f"{file_name}: sha256 differs from the signed statement")
