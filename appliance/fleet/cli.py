@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from appliance.fleet.operator import Operator
+from appliance.fleet.operator import Operator, field
 
 SETTLE_S = 1.5  # retained messages arrive right after subscribing
 
@@ -123,16 +123,16 @@ def main(args: argparse.Namespace) -> int:
 def _devices(op: Operator, as_json: bool) -> int:
     rows = []
     for device in op.devices():
-        status, reported = op.status.get(device, {}), op.reported.get(device, {})
-        fps = status.get("pipeline", {}).get("fps")
+        status, reported = op.status.get(device), op.reported.get(device)
         rows.append(
             {
                 "device": device,
-                "online": status.get("online"),
-                "fps": fps,
-                "healthy": status.get("healthy"),
-                "version": reported.get("version"),
-                "accepted": reported.get("accepted"),
+                "online": field(status, "online"),
+                "fps": field(status, "pipeline", "fps"),
+                "healthy": field(status, "healthy"),
+                "version": field(reported, "version"),
+                "accepted": field(reported, "accepted"),
+                "refused": op.refusals(device),
             }
         )
     if as_json:
@@ -144,6 +144,8 @@ def _devices(op: Operator, as_json: bool) -> int:
                 f"{r['device']:24s} {state} fps {r['fps']}  config v{r['version']}"
                 f"{'' if r['accepted'] in (True, None) else ' (last change refused)'}"
             )
+            for note in r["refused"]:
+                print(f"{'':24s} unreadable {note}")
         print(f"{len(rows)} device(s)")
     return 0
 

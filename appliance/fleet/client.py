@@ -10,6 +10,11 @@
 - Commands: request/response with the MQTT 5 response topic and correlation data;
   the operator sets a message expiry, so the broker drops commands that went stale
   while the camera was away instead of firing them late.
+- Hostile payloads: the broker is told the largest packet we take (MQTT 5 Maximum
+  Packet Size: it drops bigger ones), every document is bounded in size and depth
+  before it is parsed (``appliance.untrusted``), and no callback lets an exception
+  into paho's network thread; should that thread die anyway, it is started again and
+  the reason shows in the status.
 """
 
 from __future__ import annotations
@@ -20,16 +25,31 @@ import random
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appliance.config.manager import ConfigManager
+from appliance.fleet.payloads import MAX_PACKET, load_payload
 from appliance.fleet.shadow import Shadow
 from appliance.fleet.topics import Topics, parse_broker
 
 log = logging.getLogger(__name__)
+
+MAX_SECRET_BYTES = 4096  # a broker password file: one line
+RESTART_PAUSE_S = 1.0  # between a crashed network loop and the next one
+
+
+def read_secret(path: str) -> str:
+    """The first line of a small secret file (a larger file is a misconfiguration)."""
+    with open(path, "rb") as file:
+        data = file.read(MAX_SECRET_BYTES + 1)
+    if len(data) > MAX_SECRET_BYTES:
+        raise ValueError(f"{path}: more than {MAX_SECRET_BYTES} bytes: not a password file")
+    return data.decode("utf-8").strip()
+
 
 StatusFn = Callable[[], dict[str, Any]]
 # installs an update: (source path or URL, job id) -> the update agent's status
@@ -52,9 +72,7 @@ class FleetSettings:
 
     @classmethod
     def from_config(cls, section: Any, name: str = "Conference camera") -> FleetSettings:
-        password = ""
-        if section.password_file:
-            password = Path(section.password_file).read_text().strip()
+        password = read_secret(section.password_file) if section.password_file else ""
         return cls(
             section.broker,
             section.device_id or socket.gethostname().lower(),
@@ -92,6 +110,12 @@ class FleetClient:
         self.connects = 0
         self._stop = threading.Event()
         self._telemetry: threading.Thread | None = None
+        self._network: threading.Thread | None = None
+        self.refused = 0  # payloads refused (too big, too deep, not JSON, not valid)
+        self.errors = 0  # exceptions caught in our callbacks
+        self.network_restarts = 0
+        self.last_error = ""
+        self._error_logged_at = 0.0
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=settings.device_id,
@@ -111,17 +135,24 @@ class FleetClient:
         client.will_set(self.topics.status, _json({"online": False}), qos=1, retain=True)
         base = random.uniform(0.5, 1.5)  # jitter: cameras do not all return at once
         client.reconnect_delay_set(min_delay=max(1, round(base)), max_delay=60)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.message_callback_add(self.topics.desired, self._on_desired)
-        client.message_callback_add(self.topics.commands, self._on_command)
+        client.on_connect = self._guarded(self._on_connect)
+        client.on_disconnect = self._guarded(self._on_disconnect)
+        client.message_callback_add(self.topics.desired, self._guarded(self._on_desired))
+        client.message_callback_add(self.topics.commands, self._guarded(self._on_command))
         self.client = client
 
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        self.client.connect_async(*self._address, keepalive=15)
-        self.client.loop_start()
+        import paho.mqtt.properties as properties
+        from paho.mqtt.packettypes import PacketTypes
+
+        connect = properties.Properties(PacketTypes.CONNECT)
+        connect.MaximumPacketSize = MAX_PACKET
+        self.client.connect_async(*self._address, keepalive=15, properties=connect)
+        self._network = threading.Thread(target=self._network_loop, name="fleet-mqtt")
+        self._network.daemon = True
+        self._network.start()
         self._telemetry = threading.Thread(target=self._telemetry_loop, name="fleet-telemetry")
         self._telemetry.daemon = True
         self._telemetry.start()
@@ -133,9 +164,61 @@ class FleetClient:
             info = self.client.publish(self.topics.status, _json({"online": False}), 1, True)
             info.wait_for_publish(timeout)
         self.client.disconnect()
-        self.client.loop_stop()
+        if self._network is not None:
+            self._network.join(timeout)
         if self._telemetry is not None:
             self._telemetry.join(timeout)
+
+    def _network_loop(self) -> None:
+        """paho's loop, on our own thread: should it ever raise, the reason is kept for
+        the status and the loop runs again (it reconnects), instead of the link dying
+        silently while the camera still says it is online."""
+        while not self._stop.is_set():
+            try:
+                self.client.loop_forever(retry_first_connection=True)
+                return  # disconnect() was called
+            except Exception as exc:
+                self.network_restarts += 1
+                self._note_error(f"network loop: {type(exc).__name__}: {exc}")
+                self._stop.wait(RESTART_PAUSE_S)
+
+    def health(self) -> dict[str, Any]:
+        """The link as the status shows it; ``problem`` is why it is not working, or None."""
+        alive = self._network is not None and self._network.is_alive()
+        problem = None
+        if self._network is not None and not alive and not self._stop.is_set():
+            problem = f"fleet link: network thread stopped ({self.last_error or 'no reason'})"
+        return {
+            "connected": self.connected.is_set(),
+            "network_thread": alive,
+            "network_restarts": self.network_restarts,
+            "refused": self.refused,
+            "errors": self.errors,
+            "last_error": self.last_error or None,
+            "problem": problem,
+        }
+
+    # -- keeping hostile input out of paho's thread -------------------------------------
+
+    def _guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """``callback`` that never raises into paho's network thread: an exception is
+        counted, kept for the status and logged (at most once a second)."""
+
+        def guarded(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception as exc:
+                self.errors += 1
+                self._note_error(f"{callback.__name__}: {type(exc).__name__}: {exc}")
+
+        return guarded
+
+    def _note_error(self, text: str) -> None:
+        self.last_error = text[:300]
+        now = time.monotonic()
+        if now - self._error_logged_at >= 1.0:
+            self._error_logged_at = now
+            log.error("fleet: %s", self.last_error)
 
     # -- callbacks (paho's network thread) --------------------------------------------
 
@@ -167,6 +250,8 @@ class FleetClient:
 
     def _on_desired(self, client: Any, _userdata: Any, message: Any) -> None:
         report = self.shadow.desired(message.payload)
+        if not report.get("accepted", True):
+            self.refused += 1
         client.publish(self.topics.reported, _json(report), 1, True)
 
     def _on_command(self, client: Any, _userdata: Any, message: Any) -> None:
@@ -198,9 +283,10 @@ class FleetClient:
         handler = self._handlers.get(name)
         if handler is not None:
             try:
-                return handler(json.loads(payload))
+                return handler(load_payload(payload, f"cmd/{name}"))
             except (ValueError, TypeError, KeyError) as exc:
-                return {"ok": False, "error": str(exc)}
+                self.refused += 1
+                return {"ok": False, "error": str(exc)[:300]}
         known = ", ".join(["ping", "status", "config", "update", *self._handlers])
         return {"ok": False, "error": f"unknown command {name!r}: {known}"}
 
@@ -215,9 +301,10 @@ class FleetClient:
         if self.updater is None:
             return {"ok": False, "error": "this camera takes no updates over MQTT"}
         try:
-            request = json.loads(payload)
+            request = load_payload(payload, "cmd/update")
             source, job = str(request["source"]), str(request["job"])
         except (ValueError, KeyError, TypeError):
+            self.refused += 1
             return {"ok": False, "error": 'update needs {"source": URL, "job": ID}'}
         if not self._updating.acquire(blocking=False):
             return {"ok": False, "error": "an update is already running"}

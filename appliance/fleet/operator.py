@@ -3,6 +3,11 @@
 The operator owns the desired state: it keeps the last desired document per camera and
 publishes it again (retained, QoS 1) after every reconnect, so a broker that restarted
 and lost a retained message gets it back: no desired change is lost.
+
+Every camera's topics are outside input to the operator: a document is bounded before
+it is parsed, one that is refused is kept as a note on that camera (``refused``) and
+never stops the network thread, and fields are read by shape (``field``), so one
+broken or hostile camera cannot break the listing or the commands for the others.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from appliance.fleet.payloads import load_payload
 from appliance.fleet.topics import Topics, parse_broker
 
 FINAL = ("done", "failed", "rolled_back")  # an update job's end states (ota.agent)
@@ -40,6 +46,8 @@ class Operator:
         self.status: dict[str, dict[str, Any]] = {}
         self.ota: dict[str, dict[str, Any]] = {}
         self.responses: dict[tuple[str, str], dict[str, Any]] = {}  # (device, command)
+        # (device, kind) -> why the last document of that kind was refused
+        self.refused: dict[tuple[str, str], str] = {}
         self.changed = threading.Condition()
         self.connects = 0
         client = mqtt.Client(
@@ -55,6 +63,9 @@ class Operator:
         client.reconnect_delay_set(1, 8)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
+        # Belt and braces: _on_message catches what it expects; paho logs anything else
+        # instead of ending its thread.
+        client.suppress_exceptions = True
         client.connect_async(host, port, keepalive=15)
         self.client = client
 
@@ -68,19 +79,15 @@ class Operator:
     def set_config(self, device: str, patch: dict[str, Any]) -> int:
         """Ask ``device`` for ``patch``; returns the desired version."""
         with self.changed:
-            last = max(
-                self.desired.get(device, {}).get("version", 0),
-                self.reported.get(device, {}).get("version", 0),
-            )
-            document = {"version": last + 1, "config": patch}
+            last = max(version_of(self.desired.get(device)), version_of(self.reported.get(device)))
+            version = last + 1
+            document = {"version": version, "config": patch}
             self.desired[device] = document
         self.client.publish(Topics(self.prefix, device).desired, json.dumps(document), 1, True)
-        return int(document["version"])
+        return version
 
     def wait_reported(self, device: str, version: int, timeout: float = 10.0) -> dict[str, Any]:
-        if not self._wait(
-            lambda: self.reported.get(device, {}).get("version", -1) >= version, timeout
-        ):
+        if not self._wait(lambda: version_of(self.reported.get(device), -1) >= version, timeout):
             raise TimeoutError(f"{device} did not report version {version}")
         return self.reported[device]
 
@@ -114,15 +121,21 @@ class Operator:
 
     def _on_message(self, _client: Any, _u: Any, message: Any) -> None:
         parts = message.topic.split("/")
-        kind = "/".join(parts[-2:]) if parts[-2] == "config" else parts[-1]
-        device = parts[-3] if parts[-2] == "config" else parts[-2]
-        try:
-            document = json.loads(message.payload)
-        except ValueError:
+        if len(parts) < 3:
             return
-        if not isinstance(document, dict):
+        kind = "/".join(parts[-2:]) if parts[-2] == "config" else parts[-1]
+        device = parts[-3] if parts[-2] in ("config", "response") else parts[-2]
+        try:
+            document = load_payload(message.payload, kind)
+            if not isinstance(document, dict):
+                raise ValueError(f"{kind} is not a JSON object")
+        except ValueError as exc:
+            with self.changed:
+                self.refused[(device, kind)] = str(exc)[:200]
+                self.changed.notify_all()
             return
         with self.changed:
+            self.refused.pop((device, kind), None)
             if parts[-2] == "response":
                 self.responses[(parts[-3], parts[-1])] = document
             elif kind == "status":
@@ -134,15 +147,21 @@ class Operator:
                 self.ota[device] = document
             elif kind == "config/reported":
                 self.reported[device] = document
-            elif kind == "config/desired":
-                known = self.desired.get(device, {}).get("version", -1)
-                if isinstance(document.get("version"), int) and document["version"] > known:
-                    self.desired[device] = document
+            elif kind == "config/desired" and version_of(document, -1) > version_of(
+                self.desired.get(device), -1
+            ):
+                self.desired[device] = document
             self.changed.notify_all()
 
     def devices(self) -> list[str]:
         with self.changed:
-            return sorted(set(self.status) | set(self.reported))
+            refused = {device for device, _ in self.refused}
+            return sorted(set(self.status) | set(self.reported) | refused)
+
+    def refusals(self, device: str) -> list[str]:
+        """Why documents of ``device`` were refused (``kind: reason``), oldest kinds first."""
+        with self.changed:
+            return [f"{k}: {why}" for (d, k), why in sorted(self.refused.items()) if d == device]
 
     # -- staged updates ------------------------------------------------------------------
 
@@ -175,7 +194,9 @@ class Operator:
         deadline = time.monotonic() + timeout
         with self.changed:
             while True:
-                current = (self.ota.get(device) or {}).get("job") or {}
+                current = field(self.ota.get(device), "job") or {}
+                if not isinstance(current, dict):
+                    current = {}
                 if current.get("id") == job and current.get("state") in FINAL:
                     return current
                 left = deadline - time.monotonic()
@@ -214,3 +235,21 @@ class Operator:
                     "not_started": skipped,
                 }
         return {"job": job, "halted": False, "results": results, "not_started": []}
+
+
+def field(document: Any, *keys: str) -> Any:
+    """``document[k1][k2]...``, or None where a level is missing or not an object: a
+    camera's documents are read by shape, never trusted to have it."""
+    for key in keys:
+        if not isinstance(document, dict):
+            return None
+        document = document.get(key)
+    return document
+
+
+def version_of(document: Any, default: int = 0) -> int:
+    """A desired/reported document's version, ``default`` if it has no valid one."""
+    version = field(document, "version")
+    if isinstance(version, int) and not isinstance(version, bool) and version >= 0:
+        return version
+    return default

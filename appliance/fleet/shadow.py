@@ -17,6 +17,7 @@ from typing import Any
 from appliance.config import ConfigError
 from appliance.config.manager import ConfigManager
 from appliance.config.store import write_atomic
+from appliance.fleet.payloads import load_payload
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Shadow:
     def desired(self, payload: bytes) -> dict[str, Any]:
         """Handle a desired document; returns what to report."""
         try:
-            document = json.loads(payload)
+            document = load_payload(payload, "desired")
             version, patch = document["version"], document["config"]
             if not isinstance(version, int) or isinstance(version, bool) or version < 0:
                 raise ValueError("version must be a non-negative integer")
@@ -62,7 +63,7 @@ class Shadow:
             return {
                 **self.reported(),
                 "accepted": False,
-                "errors": [f"desired: not a {{version, config}} JSON document ({exc})"],
+                "errors": [f"desired: not a {{version, config}} JSON document ({str(exc)[:200]})"],
             }
         if version <= self.version:
             return self.reported()  # already applied (a retained copy after a reconnect)

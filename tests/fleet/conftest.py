@@ -1,5 +1,6 @@
-"""A real Mosquitto for the fleet tests: a free loopback port, TLS with client
-certificates, a password file and per-device ACLs, persistence on."""
+"""A real Mosquitto for the fleet tests, configured by the documented files
+(docs/broker/): TLS with client certificates, a cameras' listener (its own users,
+per-device ACLs, client id bound to the user) and an operators' listener, persistence on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import string
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +18,11 @@ import pytest
 
 from appliance.fleet.bench import free_port, wait_for_port
 
-USERS = ("operator", "cam1", "cam2")
+CAMERAS = ("cam1", "cam2")
+OPERATORS = ("operator",)
+USERS = (*OPERATORS, *CAMERAS)
 PREFIX = "appliance"
+BROKER_DOCS = Path(__file__).resolve().parents[2] / "docs" / "broker"
 
 
 def _key_and_cert(name: str, issuer=None, ca: bool = False, server: bool = False):
@@ -65,13 +70,19 @@ def _write_pem(folder: Path, name: str, key, cert) -> tuple[Path, Path]:
 @dataclass
 class Broker:
     folder: Path
-    port: int
+    port: int  # the cameras' listener
+    operator_port: int
     ca: Path
     process: subprocess.Popen | None = None
 
     @property
     def uri(self) -> str:
+        """Where cameras connect."""
         return f"mqtts://127.0.0.1:{self.port}"
+
+    @property
+    def operator_uri(self) -> str:
+        return f"mqtts://127.0.0.1:{self.operator_port}"
 
     def password(self, user: str) -> str:
         return f"{user}-secret"
@@ -86,7 +97,7 @@ class Broker:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        if not wait_for_port(self.port):
+        if not (wait_for_port(self.port) and wait_for_port(self.operator_port)):
             log = (self.folder / "broker.log").read_text()
             raise RuntimeError(f"mosquitto did not start: {log}")
 
@@ -112,44 +123,42 @@ def broker(tmp_path: Path):
     _write_pem(tmp_path, "ca", ca_key, ca_cert)
     server_key, server_cert = _key_and_cert("localhost", (ca_cert.subject, ca_key), server=True)
     _write_pem(tmp_path, "server", server_key, server_cert)
-    passwd = tmp_path / "passwd"
     for user in USERS:
         key, cert = _key_and_cert(user, (ca_cert.subject, ca_key))
         _write_pem(tmp_path, user, key, cert)
-        flag = ["-c"] if not passwd.exists() else []
-        subprocess.run(
-            ["mosquitto_passwd", *flag, "-b", str(passwd), user, f"{user}-secret"],
-            check=True,
-            capture_output=True,
-        )
-    # the operator sees everything; a camera only its own subtree
-    (tmp_path / "acl").write_text(
-        f"user operator\ntopic readwrite {PREFIX}/#\ntopic read homeassistant/#\n\n"
-        f"pattern readwrite {PREFIX}/%u/#\npattern write homeassistant/+/%u/#\n"
-    )
-    port = free_port()
+    for group, users in (("devices", CAMERAS), ("operators", OPERATORS)):
+        passwd = tmp_path / f"{group}.passwd"
+        for user in users:
+            flag = ["-c"] if not passwd.exists() else []
+            subprocess.run(
+                ["mosquitto_passwd", *flag, "-b", str(passwd), user, f"{user}-secret"],
+                check=True,
+                capture_output=True,
+            )
+        os.chmod(passwd, 0o600)
+        shutil.copy(BROKER_DOCS / f"{group}.acl", tmp_path / f"{group}.acl")
+        os.chmod(tmp_path / f"{group}.acl", 0o600)
+    port, operator_port = free_port(), free_port()
     (tmp_path / "data").mkdir()
     run_as = "user root\n" if os.geteuid() == 0 else ""  # else it drops to "mosquitto"
+    template = string.Template((BROKER_DOCS / "mosquitto.conf").read_text())
     (tmp_path / "mosquitto.conf").write_text(
         run_as
-        + f"""per_listener_settings false
-allow_anonymous false
-password_file {passwd}
-acl_file {tmp_path / "acl"}
-persistence true
-persistence_location {tmp_path / "data"}/
-autosave_interval 1
-autosave_on_changes true
-listener {port} 127.0.0.1
-cafile {tmp_path / "ca.pem"}
-certfile {tmp_path / "server.pem"}
-keyfile {tmp_path / "server.key"}
-require_certificate true
-"""
+        + template.substitute(
+            data=tmp_path / "data",
+            host="127.0.0.1",
+            device_port=port,
+            operator_port=operator_port,
+            devices_passwd=tmp_path / "devices.passwd",
+            devices_acl=tmp_path / "devices.acl",
+            operators_passwd=tmp_path / "operators.passwd",
+            operators_acl=tmp_path / "operators.acl",
+            ca=tmp_path / "ca.pem",
+            cert=tmp_path / "server.pem",
+            key=tmp_path / "server.key",
+        )
     )
-    os.chmod(passwd, 0o600)
-    os.chmod(tmp_path / "acl", 0o600)
-    b = Broker(tmp_path, port, tmp_path / "ca.pem")
+    b = Broker(tmp_path, port, operator_port, tmp_path / "ca.pem")
     b.start()
     yield b
     b.stop()

@@ -32,7 +32,7 @@ def listener(broker, topics: list[str]) -> tuple[mqtt.Client, dict[str, dict]]:
 
     client.on_message = on_message
     client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
-    client.connect("127.0.0.1", broker.port)
+    client.connect("127.0.0.1", broker.operator_port)
     client.loop_start()
     return client, seen
 

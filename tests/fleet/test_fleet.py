@@ -42,7 +42,12 @@ def device(broker, name: str, tmp_path, manager: ConfigManager | None = None) ->
 def operator(broker) -> Operator:
     cert, key = broker.cert("operator")
     op = Operator(
-        broker.uri, "operator", broker.password("operator"), str(broker.ca), str(cert), str(key)
+        broker.operator_uri,
+        "operator",
+        broker.password("operator"),
+        str(broker.ca),
+        str(cert),
+        str(key),
     )
     op.start()
     return op
@@ -254,7 +259,7 @@ def test_the_fleet_command_lists_devices_and_sets_a_group(broker, tmp_path, caps
     secret = tmp_path / "operator-password"
     secret.write_text(broker.password("operator"))
     cert, key = broker.cert("operator")
-    common = ["fleet", "--broker", broker.uri, "--password-file", str(secret),
+    common = ["fleet", "--broker", broker.operator_uri, "--password-file", str(secret),
               "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key)]  # fmt: skip
     try:
         assert main([*common, "devices", "--json"]) == 0

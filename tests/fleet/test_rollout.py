@@ -111,7 +111,7 @@ def test_the_fleet_command_rolls_out_to_a_group(broker, tmp_path, capsys):
             [
                 "fleet",
                 "--broker",
-                broker.uri,
+                broker.operator_uri,
                 "--password-file",
                 str(secret),
                 "--ca",

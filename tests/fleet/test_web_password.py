@@ -41,7 +41,7 @@ def test_the_operator_sets_the_web_password_and_bad_records_change_nothing(
         new = tmp_path / "new-web-password"
         new.write_text(NEW + "\n")
         cert, key = broker.cert("operator")
-        common = ["fleet", "--broker", broker.uri, "--password-file", str(secret),
+        common = ["fleet", "--broker", broker.operator_uri, "--password-file", str(secret),
                   "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key)]  # fmt: skip
         assert main([*common, "web-password", "cam1", "--new-password-file", str(new)]) == 0
         assert capsys.readouterr().out.strip() == "cam1: ok"
