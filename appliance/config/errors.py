@@ -7,6 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from appliance.untrusted import preview
+
+MESSAGE_CHARS = 200  # a validator's message may quote the value: never a whole hostile one
+
 
 class ConfigError(ValueError):
     """Invalid configuration; ``errors`` holds one ``path: message`` line per problem."""
@@ -34,16 +38,25 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> list[str]:
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
+        path = ".".join(_key(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
         path = path.replace(".[", "[") or "(top level)"
         if err["type"] == "extra_forbidden":
-            hint = difflib.get_close_matches(str(loc[-1]), _known_keys(model, loc), n=1)
+            key = str(loc[-1])[:MESSAGE_CHARS]
+            hint = difflib.get_close_matches(key, _known_keys(model, loc), n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             lines.append(f"{path}: unknown key{suggestion}")
             continue
         message = err["msg"].removeprefix("Value error, ")
         got = err.get("input")
         quiet = isinstance(got, dict | list) or got is None or repr(got) in message
-        shown = "" if quiet else f" (got {got!r})"
-        lines.append(f"{path}: {message}{shown}")
+        shown = "" if quiet else f" (got {preview(got)})"
+        lines.append(f"{path}: {_cut(message)}{shown}")
     return lines
+
+
+def _key(part: Any) -> str:
+    return preview(part) if len(str(part)) > 40 else str(part)
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= MESSAGE_CHARS else message[:MESSAGE_CHARS] + "…"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config.errors import ConfigError
+from appliance.config.paths import PathPolicy
 from appliance.config.schema import Config, restart_fields
 from appliance.config.store import load_config, parse_config, save_config
 
@@ -49,8 +50,11 @@ class ConfigManager:
 
     RESTART_FIELDS = frozenset(restart_fields())
 
-    def __init__(self, config: Config, path: Path | None = None) -> None:
+    def __init__(
+        self, config: Config, path: Path | None = None, paths: PathPolicy | None = None
+    ) -> None:
         self._config = config
+        self._paths = paths  # None: read from the environment at each change
         self._booted = config  # what the restart-only fields were started with
         self.path = path
         self._lock = threading.Lock()
@@ -110,7 +114,9 @@ class ConfigManager:
         with self._lock:
             if not replace:
                 document = merge(self._config.model_dump(mode="json"), document)
-            return self._install(parse_config(document, origin), origin, persist=True)
+            new = parse_config(document, origin)
+            (self._paths or PathPolicy.from_environment()).check(self._config, new, origin)
+            return self._install(new, origin, persist=True)
 
     def _install(
         self, new: Config, origin: str, persist: bool

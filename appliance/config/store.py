@@ -17,6 +17,33 @@ from appliance.config.schema import Config
 log = logging.getLogger(__name__)
 
 HEADER = "# Camera configuration. Validate with: appliance check-config FILE\n"
+MAX_FILE_BYTES = 256 * 1024  # a full config is ~3 KB; anything this big is not one
+MAX_DEPTH = 16  # a config is 3 levels deep
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML without aliases (a config never needs one, and nine nested aliases of nine
+    items are 387 million values once expanded) and at most MAX_DEPTH levels deep
+    (PyYAML's composer recurses once per level)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted in a configuration", event.start_mark
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} deep", mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def parse_config(data: Any, origin: str = "") -> Config:
@@ -35,7 +62,11 @@ def load_config(path: Path) -> Config:
     """Read and validate ``path``; ConfigError lists every problem with its path."""
     origin = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError([f"larger than {MAX_FILE_BYTES} bytes: not a configuration"], origin)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(["file not found"], origin) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -43,8 +74,13 @@ def load_config(path: Path) -> Config:
     if not text.strip():
         # A file we wrote is never empty: this is a truncated write or a mistake.
         raise ConfigError(["file is empty (truncated?); delete it to start from defaults"], origin)
+    return parse_config(read_yaml(text, origin), origin)
+
+
+def read_yaml(text: str, origin: str = "") -> Any:
+    """The document in ``text``: plain YAML data, bounded (ConfigError if not)."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader: plain data only
     except RecursionError:
         raise ConfigError(["nested too deeply to be a configuration"], origin) from None
     except yaml.YAMLError as exc:
@@ -52,7 +88,6 @@ def load_config(path: Path) -> Config:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}not valid YAML: {problem}"], origin) from None
-    return parse_config(data, origin)
 
 
 def dump_config(config: Config) -> str:

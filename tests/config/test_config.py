@@ -164,7 +164,7 @@ def test_source_uris_are_stored_in_one_spelling() -> None:
 
 
 def test_a_deeply_nested_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nested too deeply"):
+    with pytest.raises(ConfigError, match="nested more than 16 deep"):
         load_config(write(tmp_path, "a: " + "[" * 100_000))
 
 
