@@ -24,6 +24,7 @@ from appliance.logs import set_level
 from appliance.output.codec import CodecSink, CodecSinkSettings
 from appliance.output.preview import JpegHub, PreviewSink
 from appliance.pipeline import Passthrough, Pipeline, Stage
+from appliance.pipeline.health import DropWatch
 from appliance.pipeline.pipeline import ModelSwap
 from appliance.pipeline.stage import Sink, settings_from
 from appliance.runtime.bundle import factory_bundle_dir
@@ -125,6 +126,7 @@ class Appliance:
         # A webcam idles until a host streams (or someone watches the page, or a call).
         idle = self.uvc is not None
         self.pipeline = Pipeline(stages, sinks, cfg.pipeline.queue_depth, idle_unwatched=idle)
+        self.drops = DropWatch()
         self.selector = SourceSelector(self._candidates(cfg), self._open_source)
         # The picture as captured, for the page's before/after toggle: its own sink on its
         # own thread, encoding only while someone watches it.
@@ -307,22 +309,34 @@ class Appliance:
         return self.pipeline.stuck(HANG_S)
 
     def problem(self) -> str | None:
-        """Why the daemon is not doing its job, or None (shown in status, not fatal).
+        """Why the daemon is not doing its job, or None: :meth:`problems`, in one line."""
+        return "; ".join(self.problems()) or None
+
+    def problems(self) -> list[str]:
+        """Everything that keeps the daemon from doing its job (shown in status,
+        telemetry and systemd's STATUS=; not fatal). Empty: healthy.
 
         No camera at all is a problem to report, not a reason to restart: the capture
         thread keeps looking and a plugged camera is picked up.
         """
         trouble = self.fatal() or self.hung()
         if trouble:
-            return trouble
+            return [trouble]
+        found = []
         current = self.selector.current
         fps = current.fps if current is not None else 1.0
         last = self.capture.last_frame_at or self.started_at
         idle = time.monotonic() - last
         if idle > max(STALL_S, 3.0 / max(fps, 0.01)):
             why = f": {self.selector.last_error}" if self.selector.last_error else ""
-            return f"no frame for {idle:.0f} s{why}"
-        return None
+            found.append(f"no frame for {idle:.0f} s{why}")
+        fallen = self.selector.fallen_back()
+        if fallen:
+            found.append(fallen)
+        found += self.drops.problems(self.pipeline.stats()["stages"])
+        if self.fleet is not None and self.fleet.health()["problem"]:
+            found.append(self.fleet.health()["problem"])
+        return found
 
     def frame_rate(self) -> float:
         """The frame rate the source delivers (what the pipeline should keep up with)."""
@@ -331,12 +345,13 @@ class Appliance:
 
     def status(self) -> dict[str, Any]:
         current = self.selector.current
-        problem = self.problem()
+        problems = self.problems()
         return {
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
-            "healthy": problem is None,
-            "problem": problem,
+            "healthy": not problems,
+            "problem": "; ".join(problems) or None,
+            "problems": problems,
             "capture": {
                 "source": current.uri if current else None,
                 "size": list(current.size) if current else None,
@@ -355,5 +370,6 @@ class Appliance:
                 "backend": self.inference.name if self.inference is not None else None,
                 "precision": dict(self.inference.choices) if self.inference is not None else {},
             },
+            "fleet": self.fleet.health() if self.fleet is not None else {"enabled": False},
             "restart_required": sorted(self.config.pending_restart),
         }

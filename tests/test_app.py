@@ -127,3 +127,23 @@ def test_a_model_update_swaps_between_frames_and_a_bad_one_changes_nothing(
         assert app.pipeline.stats()["stages"]["vision"]["errors"] == 0
     finally:
         assert app.stop() == []
+
+
+def test_an_unopenable_source_falling_back_is_reported_not_healthy(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.mp4"
+    config = parse_config(
+        {"source": {"uri": f"file://{missing}", "fallback": ["synthetic://"], "width": 320,
+                    "height": 180}, "vision": {"enabled": False}}
+    )  # fmt: skip
+    app = Appliance(ConfigManager(config), web=False)
+    app.start()
+    try:
+        assert wait_until(lambda: app.selector.current is not None, timeout=10.0)
+        status = app.status()
+        assert status["capture"]["source"] == "synthetic://"
+        assert status["healthy"] is False
+        assert f"source file://{missing} failed" in status["problem"]
+        assert "showing synthetic://" in status["problem"]
+        assert status["problems"] == [status["problem"]]
+    finally:
+        assert app.stop() == []

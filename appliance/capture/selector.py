@@ -45,6 +45,7 @@ class SourceSelector:
         self._failed_at: dict[str, float] = {}
         self._never_again: set[str] = set()
         self._removed: set[str] = set()  # device nodes udev reported gone
+        self._errors: dict[str, str] = {}  # why each candidate last failed
         self._devices_changed = threading.Event()
         self._last_check = clock()
         self.current: Source | None = None
@@ -73,6 +74,20 @@ class SourceSelector:
         log.warning("source %s failed (%s); falling back", uri, reason)
         self._close_current()
         self._mark_failed(uri)
+        with self._lock:
+            self._errors[uri] = reason
+
+    def fallen_back(self) -> str | None:
+        """Why the running source is not the first choice, or None when it is (``auto``
+        with no camera at all runs its fallback by choice: not a fall-back)."""
+        current = self.current
+        candidates = self._candidates()
+        if current is None or not candidates or current.uri == candidates[0]:
+            return None
+        preferred = candidates[0]
+        with self._lock:
+            reason = self._errors.get(preferred, "not opened yet")
+        return f"source {preferred} failed ({reason}); showing {current.uri}"
 
     def maybe_upgrade(self) -> bool:
         """Switch to a better-ranked candidate if one has become available."""
@@ -152,11 +167,16 @@ class SourceSelector:
             except (SourceError, ValueError, OSError) as exc:
                 self._mark_failed(uri, opening=True)
                 reasons.append(f"{uri}: {exc}")
-                log.debug("cannot open %s: %s", uri, exc)
+                with self._lock:
+                    new = self._errors.get(uri) != str(exc)
+                    self._errors[uri] = str(exc)
+                # said once per reason: retried every few seconds, it must not flood
+                log.log(logging.WARNING if new else logging.DEBUG, "cannot open %s: %s", uri, exc)
                 continue
             log.info("capturing from %s (%dx%d @ %.3g fps)", uri, *source.size, source.fps)
             with self._lock:
                 self._failed_at.pop(uri, None)
+                self._errors.pop(uri, None)
             return source
         raise SourceError("no source could be opened: " + "; ".join(reasons))
 

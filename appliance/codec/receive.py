@@ -43,6 +43,9 @@ REPORT_EVERY_S = 1.0
 QUIET_S = 0.5  # the stream shown must be this quiet before another one takes over
 KEEP_FOREIGN = 256  # datagrams of other streams kept for a switch (its reference)
 LOG_EVERY_S = 10.0  # a fault is logged at most this often: a flood must not flood the log
+# Datagrams arrive but no picture has come of them for this long: the call is stalled
+# (lost references not yet resent, or a sender forging packets), said in the status line.
+STALL_S = 2.0
 
 
 def _count(text: str) -> int:
@@ -159,6 +162,7 @@ class CallReceiver:
         self._limit: int | None = None  # pictures asked for
         self._stop = threading.Event()
         self._last_fault_log = -float("inf")
+        self._last_picture = time.monotonic()  # when a picture last came (or the start)
 
     @property
     def port(self) -> int:
@@ -271,6 +275,7 @@ class CallReceiver:
                 return
             self._pending = self.receiver.picture
             self.counters.pictures += 1
+            self._last_picture = time.monotonic()
             if self.receiver.stats.frames == 1:  # the first picture of a stream
                 self.counters.streams += 1
 
@@ -305,7 +310,11 @@ class CallReceiver:
     def status_line(self, received: int, interval: float) -> str:
         """Pictures so far, ``received`` bytes over ``interval`` s, what the network did."""
         kbps = received * 8 / max(interval, 1e-3) / 1000
-        return f"pictures {self.counters.pictures}  {kbps:.1f} kbit/s  {self._network()}"
+        line = f"pictures {self.counters.pictures}  {kbps:.1f} kbit/s  {self._network()}"
+        quiet = time.monotonic() - self._last_picture
+        if received and quiet >= STALL_S:
+            return f"STALLED: no picture for {quiet:.0f} s though datagrams arrive; {line}"
+        return line
 
     def _network(self) -> str:
         t, r = self.receiver.tracker.stats, self.receiver.stats

@@ -180,3 +180,17 @@ def test_receive_stops_after_the_seconds_asked(capsys):
     assert main(["receive", "--listen", "udp://127.0.0.1:0", "--seconds", "0.3"]) == 0
     assert time.monotonic() - start < 10
     assert "done: 0 pictures" in capsys.readouterr().out
+
+
+def test_a_call_with_datagrams_but_no_pictures_says_it_is_stalled() -> None:
+    from appliance.codec.receive import STALL_S, CallReceiver
+
+    call = CallReceiver("udp://127.0.0.1:0")
+    try:
+        assert not call.status_line(0, 1.0).startswith("STALLED")  # nothing heard: waiting
+        assert not call.status_line(500, 1.0).startswith("STALLED")  # just started
+        call._last_picture -= STALL_S + 1
+        assert call.status_line(500, 1.0).startswith("STALLED: no picture for 3 s")
+        assert not call.status_line(0, 1.0).startswith("STALLED")  # the sender went quiet
+    finally:
+        call.close()
