@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
 from appliance.fleet.shadow import state_path
-from appliance.web.common import daemon, optional
+from appliance.web.common import daemon, json_body, optional
 from appliance.web.security import auth_store, is_api, sessions
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,12 @@ def run(name: str) -> ResponseReturnValue:
     action = ACTIONS.get(name)
     if action is None:
         return _answer(404, error=f"no action {name!r}")
-    source: Any = request.get_json(silent=True) if request.is_json else request.form
+    source: Any = request.form
+    if request.is_json:
+        try:
+            source = json_body()
+        except ValueError:
+            source = None
     confirm = source.get("confirm") if isinstance(source, dict | MultiDict) else None
     if confirm not in ("yes", True):
         return _answer(400, error="confirm: tick the confirmation box to go ahead")

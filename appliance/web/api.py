@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -10,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from appliance.config import Config, ConfigError
 from appliance.web.apply import apply_change
-from appliance.web.common import daemon, optional
+from appliance.web.common import brief, daemon, json_body, optional
 from appliance.web.forms import config_schema
 from appliance.web.system import fleet_state, temperatures
 
@@ -26,17 +25,6 @@ def _config_body(config: Config) -> dict[str, Any]:
         # memory only and are gone after a restart.
         "persisted": manager.path is not None,
     }
-
-
-def _json_body() -> Any:
-    if not request.is_json:
-        raise ValueError("expected a JSON object (Content-Type: application/json)")
-    try:
-        return json.loads(request.get_data(as_text=True))
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    except ValueError as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
 
 
 @api.get("/status")
@@ -60,13 +48,13 @@ def get_schema() -> ResponseReturnValue:
 @api.route("/config", methods=["PATCH", "PUT"])
 def change_config() -> ResponseReturnValue:
     try:
-        document = _json_body()
+        document = json_body()
     except ValueError as exc:
-        return jsonify(errors=[f"body: {exc}"]), 400
+        return jsonify(errors=[brief(f"body: {exc}")]), 400
     try:
         config = apply_change(daemon().config, document, replace=request.method == "PUT")
     except ConfigError as exc:
-        return jsonify(errors=exc.errors), 400
+        return jsonify(errors=[brief(error) for error in exc.errors]), 400
     except OSError as exc:
-        return jsonify(errors=[f"could not save the configuration: {exc}"]), 500
+        return jsonify(errors=[brief(f"could not save the configuration: {exc}")]), 500
     return jsonify(_config_body(config))

@@ -10,12 +10,14 @@ from werkzeug.exceptions import HTTPException
 
 from appliance.config import ConfigManager
 from appliance.output.preview import JpegHub
+from appliance.web.admission import MAX_BODY, Admission
 from appliance.web.auth import AuthStore, auth_path
+from appliance.web.devices import KnownDevices
 from appliance.web.logbuffer import install_log_buffer
 from appliance.web.ratelimit import LoginLimiter
 from appliance.web.sessions import SessionStore
 
-MAX_BODY = 64 * 1024  # a config document is a few hundred bytes; refuse floods early
+__all__ = ["MAX_BODY", "DaemonView", "create_app"]
 
 
 class DaemonView(Protocol):
@@ -45,17 +47,22 @@ def create_app(
 ) -> Flask:
     """``loopback_only``: the server listens on loopback, so only loopback Host names are
     served; a page elsewhere cannot reach the API through DNS rebinding.
-    ``https``: the cookie gets the Secure flag (only when something terminates TLS in
-    front of us: the built-in server speaks plain HTTP)."""
+    ``https``: the cookies get the Secure flag (only when something terminates TLS in
+    front of us: the built-in server speaks plain HTTP). A TLS proxy that sends
+    ``X-Forwarded-Proto: https`` gets it without this (security.over_tls)."""
     from appliance.web import actions, api, dashboard, login, logs, models, preview, security
     from appliance.web import settings as settings_views
 
     app = Flask(__name__)
     app.config["DAEMON"] = daemon
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    app.config["AUTH"] = auth or AuthStore(auth_path(daemon.config.path))
+    store = auth or AuthStore(auth_path(daemon.config.path))
+    app.config["AUTH"] = store
     app.config["LIMITER"] = limiter or LoginLimiter()
     app.config["SESSIONS"] = SessionStore()
+    app.config["DEVICES"] = KnownDevices(store.device_key)
+    # What the server (server.py) decides before the app runs: body limits, priority.
+    app.config["ADMISSION"] = Admission(app.config["SESSIONS"], app.config["DEVICES"])
     app.config["HTTPS"] = https
     app.config["LOGS"] = install_log_buffer()
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ asks for that code with the new password.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import json
@@ -19,12 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config.store import write_atomic
+from appliance.untrusted import load_json, preview
 
 log = logging.getLogger(__name__)
 
 # scrypt, RFC 7914 recommended interactive cost: ~32 MiB and ~0.1 s a guess, which is
 # what makes an offline attack on a stolen file slow. Stored per hash so it can grow.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+# What a record may ask of the camera per login, wherever it comes from (MQTT, the file):
+# scrypt needs 128·n·r bytes and time in proportion to n·r·p. Past these a record either
+# cannot be verified at all (n=2^20, r=8 needs 1 GiB) or makes each guess a denial of
+# service (~1 GB and 4 s); twice the default memory and four times its work is plenty.
+MAX_SCRYPT_MEMORY = 64 * 1024 * 1024
+MAX_SCRYPT_WORK = 4 * SCRYPT_N * SCRYPT_R * SCRYPT_P
+MIN_SCRYPT_N = 2**14  # below it a record from outside is too cheap to guess against
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # scrypt hashes anything; a megabyte password is only a DoS
 # No 0/O, 1/I/L: the code is read off a console and typed by hand.
@@ -51,9 +60,29 @@ def hash_password(password: str, n: int = SCRYPT_N) -> dict[str, Any]:
     }
 
 
-def checked_record(record: Any) -> dict[str, Any]:
-    """A scrypt record made elsewhere (provisioning over MQTT), checked before it is
-    trusted: ValueError says what is wrong with it."""
+class PasswordNotSaved(ValueError):
+    """The new password could not be written (a full disk, say): the old one stays.
+    A ValueError, so the MQTT command answers it like a refused record."""
+
+
+def scrypt_cost_problem(n: int, r: int, p: int) -> str | None:
+    """Why these scrypt parameters are more than the camera will spend on a login."""
+    if n < 2 or n & (n - 1) or not 1 <= r <= 16 or not 1 <= p <= 4:
+        return "n must be a power of two, r 1..16, p 1..4"
+    if 128 * n * r > MAX_SCRYPT_MEMORY:
+        return (
+            f"n={n}, r={r} needs {128 * n * r >> 20} MiB per login; "
+            f"at most {MAX_SCRYPT_MEMORY >> 20} MiB (128·n·r)"
+        )
+    if n * r * p > MAX_SCRYPT_WORK:
+        return f"n·r·p = {n * r * p}: at most {MAX_SCRYPT_WORK} (4× the default's work)"
+    return None
+
+
+def checked_record(record: Any, min_n: int = MIN_SCRYPT_N) -> dict[str, Any]:
+    """A scrypt record made elsewhere (provisioning over MQTT, the file), checked before
+    it is trusted: ValueError says what is wrong with it. ``min_n``: the cheapest hash
+    taken (a record from outside must not be quick to guess against)."""
     if not isinstance(record, dict) or record.get("scheme") != "scrypt":
         raise ValueError('expected {"scheme": "scrypt", "n", "r", "p", "salt", "hash"}')
     try:
@@ -61,9 +90,12 @@ def checked_record(record: Any) -> dict[str, Any]:
         salt = base64.b64decode(record["salt"], validate=True)
         digest = base64.b64decode(record["hash"], validate=True)
     except (KeyError, ValueError, TypeError) as exc:
-        raise ValueError(f"scrypt record: {exc}") from None
-    if n < 2**14 or n > 2**20 or n & (n - 1) or not 1 <= r <= 16 or not 1 <= p <= 4:
-        raise ValueError("scrypt record: n must be a power of two in 2^14..2^20, r 1..16, p 1..4")
+        raise ValueError(f"scrypt record: {preview(str(exc))}") from None
+    if n < min_n or n & (n - 1):
+        raise ValueError(f"scrypt record: n must be a power of two, at least {min_n}")
+    problem = scrypt_cost_problem(n, r, p)
+    if problem:
+        raise ValueError(f"scrypt record: {problem}")
     if len(salt) < 16 or len(digest) != 32:
         raise ValueError("scrypt record: a salt of at least 16 bytes and a 32-byte hash")
     return {"scheme": "scrypt", "n": n, "r": r, "p": p, "salt": record["salt"],
@@ -74,8 +106,11 @@ def check_password(password: str, record: dict[str, Any]) -> bool:
     try:
         salt = base64.b64decode(record["salt"])
         expected = base64.b64decode(record["hash"])
-        digest = _scrypt(password, salt, int(record["n"]), int(record["r"]), int(record["p"]))
-    except (KeyError, ValueError, TypeError):
+        n, r, p = int(record["n"]), int(record["r"]), int(record["p"])
+        if scrypt_cost_problem(n, r, p):  # never a gigabyte for one guess
+            return False
+        digest = _scrypt(password, salt, n, r, p)
+    except (KeyError, ValueError, TypeError, MemoryError):
         return False
     return hmac.compare_digest(digest, expected)
 
@@ -102,6 +137,9 @@ class AuthStore:
     """
 
     def __init__(self, path: Path | None, scrypt_n: int = SCRYPT_N) -> None:
+        problem = scrypt_cost_problem(scrypt_n, SCRYPT_R, SCRYPT_P)
+        if problem:
+            raise ValueError(f"scrypt_n: {problem}")
         self.path = path
         self.scrypt_n = scrypt_n
         self._lock = threading.Lock()
@@ -118,7 +156,10 @@ class AuthStore:
         if self.path is None or not self.path.exists():
             return None
         try:
-            record = json.loads(self.path.read_text(encoding="utf-8"))["password"]
+            text = self.path.read_text(encoding="utf-8")
+            record = load_json(text, max_bytes=64 * 1024, max_depth=4, what=str(self.path))
+            # Any n (tests hash with a cheap one), but never more than a login may cost.
+            record = checked_record(record["password"], min_n=2)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Unreadable is not "no password": refusing every login beats reopening
             # setup to whoever reaches the page first. A factory reset clears it.
@@ -126,7 +167,16 @@ class AuthStore:
                 "web: cannot read %s (%s); logins refused until a factory reset", self.path, exc
             )
             return {"scheme": "broken"}
-        return dict(record)
+        return record
+
+    def device_key(self) -> bytes | None:
+        """The key known-device cookies are signed with (devices.py): derived from the
+        stored hash, so a new password voids every earlier cookie; None without one."""
+        record = self._record
+        if record is None or record.get("scheme") != "scrypt":
+            return None
+        material = f"{record['salt']}:{record['hash']}".encode()
+        return hashlib.sha256(b"appliance known device\0" + material).digest()
 
     def new_setup_code(self) -> str:
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(12))
@@ -160,10 +210,19 @@ class AuthStore:
         self.set_record(hash_password(password, self.scrypt_n))
 
     def set_record(self, record: dict[str, Any]) -> None:
-        """Install a hash made elsewhere (provisioning never sends the password itself)."""
+        """Install a hash made elsewhere (provisioning never sends the password itself).
+        ValueError if the record asks too much of a login; PasswordNotSaved (a
+        ValueError too) if it cannot be written: either way the old password stays."""
+        problem = scrypt_cost_problem(int(record["n"]), int(record["r"]), int(record["p"]))
+        if problem:
+            raise ValueError(f"scrypt record: {problem}")
         with self._lock:
             if self.path is not None:
-                write_atomic(self.path, json.dumps({"version": 1, "password": record}, indent=2))
+                document = json.dumps({"version": 1, "password": record}, indent=2)
+                try:
+                    write_atomic(self.path, document)
+                except OSError as exc:
+                    raise PasswordNotSaved(_not_saved(exc)) from None
             self._record = record
             self.setup_code = None
         log.info("web: password set")
@@ -175,3 +234,9 @@ class AuthStore:
                 self.path.unlink(missing_ok=True)
             self._record = None
         self.new_setup_code()
+
+
+def _not_saved(exc: OSError) -> str:
+    why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    log.error("web: the new password could not be saved: %s", exc)
+    return f"the new password could not be saved ({why}); the old one still works"

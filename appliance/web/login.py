@@ -8,12 +8,15 @@ from typing import Any, cast
 from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
-from appliance.web.auth import password_problem
+from appliance.web.auth import PasswordNotSaved, password_problem
+from appliance.web.common import json_body
 from appliance.web.ratelimit import LoginLimiter, TooSoon
 from appliance.web.security import (
     auth_store,
     current_session,
     ensure_session,
+    known_device,
+    known_devices,
     safe_next,
     sessions,
 )
@@ -33,11 +36,24 @@ def _client() -> str:
 
 def _log_in() -> None:
     g.session = sessions().log_in(current_session())
+    # This browser is known from now on: its next login has a path strangers cannot
+    # spend (ratelimit.py). A new cookie each time: the key follows the password.
+    g.device_cookie = known_devices().issue()
+
+
+def _caller() -> str | None:
+    """The reserved-path identity of this request: a known device, or else a logged-in
+    session confirming its password (it logged in before, so it is not a stranger)."""
+    device = known_device()
+    if device is not None:
+        return device
+    session = current_session()
+    return f"session:{session.sid}" if session is not None and session.logged_in else None
 
 
 def _attempt(password: str) -> str | None:
     """Why the password is refused, or None (logged in). Raises TooSoon."""
-    if _limiter().check(_client(), lambda: auth_store().verify(password)):
+    if _limiter().check(_client(), lambda: auth_store().verify(password), known=_caller()):
         _log_in()
         return None
     log.warning("web: failed login from %s", _client())
@@ -99,7 +115,10 @@ def _set_first_password(form: Any) -> tuple[dict[str, str], int]:
         return {"password": problem}, 400
     if password != form.get("confirm", ""):
         return {"confirm": "the two passwords differ"}, 400
-    store.set_password(password)
+    try:
+        store.set_password(password)
+    except PasswordNotSaved as exc:  # a full disk: setup stays open, nothing half-done
+        return {"password": str(exc)}, 500
     _log_in()
     return {}, 200
 
@@ -126,7 +145,10 @@ def api_session() -> ResponseReturnValue:
     if request.method == "POST":
         if not store.provisioned:
             return jsonify(errors=["set the password first (/setup)"]), 409
-        document = request.get_json(silent=True)
+        try:
+            document = json_body()
+        except ValueError:
+            document = None
         password = document.get("password") if isinstance(document, dict) else None
         try:
             refused = _attempt(password if isinstance(password, str) else "")
@@ -150,7 +172,9 @@ def change_password() -> ResponseReturnValue:
     form = request.form
     store = auth_store()
     try:
-        right = _limiter().check(_client(), lambda: store.verify(form.get("current", "")))
+        right = _limiter().check(
+            _client(), lambda: store.verify(form.get("current", "")), known=_caller()
+        )
     except TooSoon as refused:
         return _password_page(429, str(refused))
     if not right:
@@ -161,7 +185,10 @@ def change_password() -> ResponseReturnValue:
         return _password_page(400, f"new password: {problem}")
     if new != form.get("confirm", ""):
         return _password_page(400, "new password: the two differ")
-    store.set_password(new)
+    try:
+        store.set_password(new)
+    except PasswordNotSaved as exc:  # a full disk: the old password and sessions stay
+        return _password_page(500, str(exc))
     sessions().drop_all()  # every browser logged in with the old password is out
     _log_in()  # this one goes on, with a new session
     return _password_page(200, None)

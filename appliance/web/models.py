@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
+from appliance.web.admission import MAX_UPLOAD
 from appliance.web.common import optional
 from ota.errors import AgentError
 
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("models", __name__)
 
-MAX_BUNDLE = 1024 * 1024 * 1024  # the super-resolution and mesh networks are megabytes
+# Only here and only logged in (admission.py: the server refuses a bigger body from
+# anyone else before reading it); the upload streams to a temporary file as it comes.
+MAX_BUNDLE = MAX_UPLOAD
 GOOD = {"installed", "already_installed"}
 MAX_FIGURES = 6  # accuracy lines shown per bundle; the manifest has them all
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import socket
-from typing import cast
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request
 
 from appliance.web.auth import AuthStore
+from appliance.web.devices import COOKIE as DEVICE_COOKIE
+from appliance.web.devices import LIFETIME_S as DEVICE_LIFETIME_S
+from appliance.web.devices import KnownDevices
 from appliance.web.sessions import COOKIE, Session, SessionStore
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
@@ -35,6 +38,22 @@ def sessions() -> SessionStore:
 
 def auth_store() -> AuthStore:
     return cast(AuthStore, current_app.config["AUTH"])
+
+
+def known_devices() -> KnownDevices:
+    return cast(KnownDevices, current_app.config["DEVICES"])
+
+
+def known_device() -> str | None:
+    """The id of this browser when it logged in here before (devices.py), else None."""
+    return known_devices().recognise(request.cookies.get(DEVICE_COOKIE))
+
+
+def over_tls() -> bool:
+    """Whether the browser reached us over TLS: the app was created for it
+    (``https=True``), or the TLS proxy in front says so (X-Forwarded-Proto, which
+    server.py takes for the scheme and nothing else)."""
+    return bool(current_app.config["HTTPS"]) or request.scheme == "https"
 
 
 def current_session() -> Session | None:
@@ -105,19 +124,22 @@ def install(app: Flask, loopback_only: bool) -> None:
     @app.after_request
     def _headers(response: Response) -> Response:
         session = current_session()
+        # Secure behind the TLS proxy: the cookie then never crosses the LAN in clear.
+        # Without TLS it would never come back, so plain HTTP gets none.
+        flags: dict[str, Any] = {
+            "httponly": True,
+            "samesite": "Strict",
+            "secure": over_tls(),
+            "path": "/",
+        }
         if session is not None and session.new:
             session.new = False
-            response.set_cookie(
-                COOKIE,
-                session.sid,
-                max_age=int(sessions().lifetime_s),
-                httponly=True,
-                samesite="Strict",
-                secure=bool(current_app.config["HTTPS"]),
-                path="/",
-            )
+            response.set_cookie(COOKIE, session.sid, max_age=int(sessions().lifetime_s), **flags)
+        device = g.get("device_cookie")
+        if device:
+            response.set_cookie(DEVICE_COOKIE, device, max_age=DEVICE_LIFETIME_S, **flags)
         if g.get("forget_cookie"):
-            response.delete_cookie(COOKIE, path="/", samesite="Strict", httponly=True)
+            response.delete_cookie(COOKIE, **flags)
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
@@ -149,7 +171,8 @@ def _check_csrf() -> None:
     """A token only this origin's pages can read, on every state-changing request; plus
     the Origin header when the browser sends one (a second, independent lock)."""
     origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
+    scheme = "https" if over_tls() else request.scheme
+    if origin is not None and origin != f"{scheme}://{request.host}":
         abort(403, description="cross-site request refused")
     session = current_session()
     given = request.headers.get(CSRF_HEADER)

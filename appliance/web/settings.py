@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from appliance.config import ConfigError
 from appliance.web import forms
 from appliance.web.apply import apply_change
-from appliance.web.common import daemon
+from appliance.web.common import brief, daemon
 
 bp = Blueprint("settings", __name__)
 
@@ -26,10 +26,10 @@ def settings() -> ResponseReturnValue:
         except ConfigError as exc:
             sections = forms.sections(manager.config)
             forms.fill(sections, request.form)
-            general = forms.attach_errors(sections, exc.errors)
+            general = forms.attach_errors(sections, [brief(e) for e in exc.errors])
             return _page(sections, general, "nothing was changed", 400)
         except OSError as exc:
-            general, status = [f"could not save the configuration: {exc}"], 500
+            general, status = [brief(f"could not save the configuration: {exc}")], 500
         else:
             notice = "saved and applied"
     return _page(forms.sections(manager.config), general, notice, status)

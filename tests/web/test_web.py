@@ -122,8 +122,9 @@ def test_invalid_change_is_refused_with_paths_and_nothing_changes(
 
 
 def test_changing_the_source_switches_capture_between_frames(
-    served: Served, tmp_path: Path
+    served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("APPLIANCE_MEDIA_DIR", str(tmp_path))  # the page may name media only
     app, base = served.app, served.base
     other = tmp_path / "other.png"
     cv2.imwrite(str(other), np.full((50, 70, 3), 255, np.uint8))
