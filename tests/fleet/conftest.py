@@ -112,22 +112,17 @@ class Broker:
             self.process.wait(5)
 
 
-@pytest.fixture
-def broker(tmp_path: Path):
-    if shutil.which("mosquitto") is None or shutil.which("mosquitto_passwd") is None:
-        message = "mosquitto is not installed (tests/system-deps.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+def make_broker(folder: Path) -> Broker:
+    """Keys, certificates, users and the documented config in ``folder``; not started."""
     ca_key, ca_cert = _key_and_cert("test CA", ca=True)
-    _write_pem(tmp_path, "ca", ca_key, ca_cert)
+    _write_pem(folder, "ca", ca_key, ca_cert)
     server_key, server_cert = _key_and_cert("localhost", (ca_cert.subject, ca_key), server=True)
-    _write_pem(tmp_path, "server", server_key, server_cert)
+    _write_pem(folder, "server", server_key, server_cert)
     for user in USERS:
         key, cert = _key_and_cert(user, (ca_cert.subject, ca_key))
-        _write_pem(tmp_path, user, key, cert)
+        _write_pem(folder, user, key, cert)
     for group, users in (("devices", CAMERAS), ("operators", OPERATORS)):
-        passwd = tmp_path / f"{group}.passwd"
+        passwd = folder / f"{group}.passwd"
         for user in users:
             flag = ["-c"] if not passwd.exists() else []
             subprocess.run(
@@ -136,29 +131,39 @@ def broker(tmp_path: Path):
                 capture_output=True,
             )
         os.chmod(passwd, 0o600)
-        shutil.copy(BROKER_DOCS / f"{group}.acl", tmp_path / f"{group}.acl")
-        os.chmod(tmp_path / f"{group}.acl", 0o600)
+        shutil.copy(BROKER_DOCS / f"{group}.acl", folder / f"{group}.acl")
+        os.chmod(folder / f"{group}.acl", 0o600)
     port, operator_port = free_port(), free_port()
-    (tmp_path / "data").mkdir()
+    (folder / "data").mkdir()
     run_as = "user root\n" if os.geteuid() == 0 else ""  # else it drops to "mosquitto"
     template = string.Template((BROKER_DOCS / "mosquitto.conf").read_text())
-    (tmp_path / "mosquitto.conf").write_text(
+    (folder / "mosquitto.conf").write_text(
         run_as
         + template.substitute(
-            data=tmp_path / "data",
+            data=folder / "data",
             host="127.0.0.1",
             device_port=port,
             operator_port=operator_port,
-            devices_passwd=tmp_path / "devices.passwd",
-            devices_acl=tmp_path / "devices.acl",
-            operators_passwd=tmp_path / "operators.passwd",
-            operators_acl=tmp_path / "operators.acl",
-            ca=tmp_path / "ca.pem",
-            cert=tmp_path / "server.pem",
-            key=tmp_path / "server.key",
+            devices_passwd=folder / "devices.passwd",
+            devices_acl=folder / "devices.acl",
+            operators_passwd=folder / "operators.passwd",
+            operators_acl=folder / "operators.acl",
+            ca=folder / "ca.pem",
+            cert=folder / "server.pem",
+            key=folder / "server.key",
         )
     )
-    b = Broker(tmp_path, port, operator_port, tmp_path / "ca.pem")
+    return Broker(folder, port, operator_port, folder / "ca.pem")
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    if shutil.which("mosquitto") is None or shutil.which("mosquitto_passwd") is None:
+        message = "mosquitto is not installed (tests/system-deps.sh installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    b = make_broker(tmp_path)
     b.start()
     yield b
     b.stop()
