@@ -158,7 +158,7 @@ def operator_cli(broker: Broker, folder: Path) -> str:
     return f"rc {done.returncode}, {listed}, traceback: {traceback}, {took:.1f} s"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hostile-mqtt-") as tmp:
         folder = Path(tmp)
         broker = make_broker(folder)
