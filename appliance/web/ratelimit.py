@@ -10,9 +10,10 @@ Two paths, each with its own budgets, so that what strangers spend is never the 
   in total and costs the camera a bounded share of one core, and the flood is answered
   429 "busy" before any hashing.
 - **Known devices** (a browser that logged in or set the password before: a signed
-  cookie, devices.py; or a logged-in session confirming its password): a reserved
-  scrypt slot that strangers never take, and a failure count per device. The owner's
-  browser logs in during the flood within one hash.
+  cookie, devices.py; or a logged-in session confirming its password): first claim on
+  the one scrypt slot (a stranger takes it only when it is free and no known device
+  waits), and a failure count per device. The owner's browser logs in during the flood
+  within one stranger's hash; one scrypt at a time keeps the flood's memory at 32 MiB.
 
 An attempt is reserved (counted as a failure, its token taken) before the password is
 hashed and given back on success, in one locked step: parallel requests cannot slip
@@ -28,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 FORGET_S = 900.0  # a quarter of an hour without failures starts the count afresh
-HASHING = 1  # scrypt at n=2^15 takes 32 MiB and ~0.1 s of a core: one stranger at a time
 STRANGER_RATE = 2.0  # guesses a second from all strangers together (~20% of one core)
 STRANGER_BURST = 10
 KNOWN_WAIT_S = 2.0  # a known device waits this long for its slot rather than "busy"
@@ -86,13 +86,46 @@ def source_key(address: str) -> str:
     return str(ip)
 
 
+class _HashSlot:
+    """One scrypt at a time (n=2^15 takes 32 MiB and ~0.1 s of a core). A stranger takes
+    it only when it is free and no known device is waiting; a known device waits for
+    it, which is at most one stranger's hash."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._busy = False
+        self._known_waiting = 0
+
+    def try_stranger(self) -> bool:
+        with self._changed:
+            if self._busy or self._known_waiting:
+                return False
+            self._busy = True
+            return True
+
+    def wait_known(self, timeout: float) -> bool:
+        with self._changed:
+            self._known_waiting += 1
+            try:
+                free = self._changed.wait_for(lambda: not self._busy, timeout)
+            finally:
+                self._known_waiting -= 1
+            if free:
+                self._busy = True
+            return free
+
+    def release(self) -> None:
+        with self._changed:
+            self._busy = False
+            self._changed.notify_all()
+
+
 class LoginLimiter:
     def __init__(
         self,
         free: int = 3,
         base_s: float = 1.0,
         max_s: float = 300.0,
-        hashing: int = HASHING,
         stranger_rate: float = STRANGER_RATE,
         stranger_burst: int = STRANGER_BURST,
     ) -> None:
@@ -101,9 +134,8 @@ class LoginLimiter:
         self.max_s = max_s
         self._clients: dict[str, _Failures] = {}
         self._lock = threading.Lock()
-        self._strangers_hashing = threading.BoundedSemaphore(hashing)
+        self._hashing = _HashSlot()
         self._strangers = _Bucket(stranger_rate, stranger_burst)
-        self._known_hashing = threading.BoundedSemaphore(1)
 
     def wait_s(self, client: str, known: str | None = None) -> float:
         """Seconds ``client`` must still wait before its next attempt (0: go ahead)."""
@@ -121,27 +153,27 @@ class LoginLimiter:
         """
         if known is not None:
             return self._check_known(known, secret_ok)
-        if not self._strangers_hashing.acquire(blocking=False):
+        if not self._hashing.try_stranger():
             raise TooSoon(1.0, "the camera is busy checking other logins; try again")
         key = self._key(client, None)
         try:
             self._reserve(key, stranger=True)
             ok = secret_ok()
         finally:
-            self._strangers_hashing.release()
+            self._hashing.release()
         if ok:
             self._succeeded(key, stranger=True)
         return ok
 
     def _check_known(self, known: str, secret_ok: Callable[[], bool]) -> bool:
-        if not self._known_hashing.acquire(timeout=KNOWN_WAIT_S):
+        if not self._hashing.wait_known(KNOWN_WAIT_S):
             raise TooSoon(1.0, "the camera is busy checking another login; try again")
         key = self._key("", known)
         try:
             self._reserve(key, stranger=False)
             ok = secret_ok()
         finally:
-            self._known_hashing.release()
+            self._hashing.release()
         if ok:
             self._succeeded(key, stranger=False)
         return ok
