@@ -19,5 +19,8 @@ def temperatures() -> list[dict[str, Any]]:
 def fleet_state(fleet: Any) -> dict[str, Any]:
     if fleet is None:
         return {"enabled": False, "connected": False}
+    health = getattr(fleet, "health", None)
+    if health is not None:  # the link's own account: refused payloads, restarts, problem
+        return {"enabled": True, **health()}
     connected = getattr(fleet, "connected", None)
     return {"enabled": True, "connected": bool(connected is not None and connected.is_set())}

@@ -11,6 +11,7 @@ import paho.mqtt.client as mqtt
 
 from appliance.config import Config, ConfigManager
 from appliance.fleet.payloads import MAX_PAYLOAD
+from appliance.web.system import fleet_state
 from tests.conftest import scaled, wait_until
 from tests.fleet.test_fleet import device, operator
 
@@ -138,6 +139,8 @@ def test_a_crash_of_the_network_loop_restarts_it_and_shows_in_the_health(
         assert "paho bug" in cam.health()["last_error"]
         assert op.ask("cam1", "ping", {}, timeout=scaled(10)) == {"ok": True}
         assert cam.health()["network_thread"] is True
+        shown = fleet_state(cam)  # what /api/status and the page show
+        assert shown["enabled"] and shown["connected"] and shown["network_restarts"] == 1
     finally:
         cam.stop()
         op.stop()
