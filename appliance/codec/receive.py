@@ -34,6 +34,7 @@ from appliance.codec.bitstream import BitstreamError, parse
 from appliance.codec.keypoints import KeypointCodecModel
 from appliance.codec.session import MAX_FRAME_PIXELS, Receiver
 from appliance.codec.transport import drain, open_udp, parse_udp_uri
+from appliance.logs import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ SNAPSHOT_EVERY_S = 1.0
 REPORT_EVERY_S = 1.0
 QUIET_S = 0.5  # the stream shown must be this quiet before another one takes over
 KEEP_FOREIGN = 256  # datagrams of other streams kept for a switch (its reference)
-LOG_EVERY_S = 10.0  # a fault is logged at most this often: a flood must not flood the log
 # Datagrams arrive but no picture has come of them for this long: the call is stalled
 # (lost references not yet resent, or a sender forging packets), said in the status line.
 STALL_S = 2.0
@@ -161,7 +161,7 @@ class CallReceiver:
         self._pending: np.ndarray | None = None  # the newest picture, maybe still patched
         self._limit: int | None = None  # pictures asked for
         self._stop = threading.Event()
-        self._last_fault_log = -float("inf")
+        self._fault_log = Throttle()  # a flood of bad datagrams must not flood the log
         self._last_picture = time.monotonic()  # when a picture last came (or the start)
 
     @property
@@ -231,9 +231,7 @@ class CallReceiver:
 
     def _fault(self, exc: Exception) -> None:
         self.counters.faults += 1
-        now = time.monotonic()
-        if now - self._last_fault_log >= LOG_EVERY_S:
-            self._last_fault_log = now
+        if self._fault_log.ready():
             log.warning("receive: a datagram raised %s (%d so far); dropped",
                         type(exc).__name__, self.counters.faults, exc_info=exc)  # fmt: skip
 

@@ -65,6 +65,7 @@ from appliance.codec.keypoints import (
 )
 from appliance.codec.pictures import decode_picture, encode_picture, reference_codecs
 from appliance.codec.render import REGIONS, FaceRenderer, region_box, region_mask
+from appliance.logs import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,6 @@ CLOCK = 1000  # timestamps, Hz (ms, wrapping at 2**16)
 # renders at the stream's size.
 MAX_FRAME_PIXELS = 1920 * 1080
 KEEP_LANDMARKS = 64  # decoded frames a residual may still name
-LOG_EVERY_S = 10.0
 # what bad input raises while it is decoded; anything else is a bug, counted as a fault
 _BAD_INPUT = (BitstreamError, EntropyError, KeypointCodecError)
 HISTORY = 108_000  # per-frame figures kept
@@ -428,20 +428,6 @@ class ReceiverStats:
     faults: int = 0  # unexpected exceptions while handling a datagram (bugs): survived
 
 
-class _Throttle:
-    """True at most once per ``every`` seconds: a log line per trouble, not per datagram."""
-
-    def __init__(self, every: float = LOG_EVERY_S) -> None:
-        self.every, self.last = every, -math.inf
-
-    def ready(self) -> bool:
-        now = time.monotonic()
-        if now - self.last < self.every:
-            return False
-        self.last = now
-        return True
-
-
 class Receiver:
     """The far end: ``feed`` datagrams, read ``picture``; send back ``requests()``.
 
@@ -478,7 +464,7 @@ class Receiver:
         self._refresh = False
         self._newest: int | None = None  # id of the newest reference
         self._asks: set[int] = set()  # references refused: asked for again
-        self._log = _Throttle()
+        self._log = Throttle()
 
     def feed(self, datagram: bytes) -> bool:
         """True when the picture changed. Never raises: bad input is counted (``stats``),

@@ -25,7 +25,6 @@ import random
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from appliance.config.manager import ConfigManager
 from appliance.fleet.payloads import MAX_PACKET, load_payload
 from appliance.fleet.shadow import Shadow
 from appliance.fleet.topics import Topics, parse_broker
+from appliance.logs import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class FleetClient:
         self.errors = 0  # exceptions caught in our callbacks
         self.network_restarts = 0
         self.last_error = ""
-        self._error_logged_at = 0.0
+        self._error_log = Throttle(1.0)
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=settings.device_id,
@@ -215,9 +215,7 @@ class FleetClient:
 
     def _note_error(self, text: str) -> None:
         self.last_error = text[:300]
-        now = time.monotonic()
-        if now - self._error_logged_at >= 1.0:
-            self._error_logged_at = now
+        if self._error_log.ready():
             log.error("fleet: %s", self.last_error)
 
     # -- callbacks (paho's network thread) --------------------------------------------

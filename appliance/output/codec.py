@@ -28,11 +28,11 @@ from appliance.codec.keypoints import KeypointCodecModel
 from appliance.codec.session import CodecSettings, Sender
 from appliance.codec.transport import drain, open_udp, parse_udp_uri
 from appliance.frame import Frame
+from appliance.logs import LOG_EVERY_S, Throttle
 from appliance.pipeline.stage import Sink, settings_from
 
 log = logging.getLogger(__name__)
 
-LOG_EVERY_S = 10.0  # at most one log line this often per kind of trouble
 RATE_WINDOW_S = 5.0  # the kbit/s shown is over this many seconds
 
 
@@ -84,21 +84,6 @@ def face_points(face: Any | None) -> tuple[np.ndarray | None, np.ndarray | None]
     return landmarks, centres
 
 
-class _Throttle:
-    """True at most once per ``every`` seconds: a log line per trouble, not per frame."""
-
-    def __init__(self, every: float = LOG_EVERY_S) -> None:
-        self.every = every
-        self.last = -math.inf
-
-    def ready(self) -> bool:
-        now = time.monotonic()
-        if now - self.last < self.every:
-            return False
-        self.last = now
-        return True
-
-
 class CodecSink(Sink):
     """Sends the lead face of every frame to ``settings.destination`` while enabled."""
 
@@ -125,8 +110,8 @@ class CodecSink(Sink):
         self.send_errors = 0
         self._start = 0.0  # capture time of the stream's first frame
         self._index = -1
-        self._send_log = _Throttle()
-        self._resolve_log = _Throttle()
+        self._send_log = Throttle()
+        self._resolve_log = Throttle()
         self._lock = threading.Lock()  # the rate window: stats() runs on another thread
         self._sent: deque[tuple[float, int]] = deque()  # (time, bytes)
         if self.settings.enabled:
@@ -169,7 +154,7 @@ class CodecSink(Sink):
             return
         if settings.destination != self.settings.destination:
             self.address = None  # resolved again before the next frame
-            self._resolve_log = _Throttle()
+            self._resolve_log = Throttle()
         self.settings, self.fps = settings, fps
         self.sender = None  # the next frame starts a new stream with these settings
         if settings.enabled:
