@@ -15,8 +15,11 @@ import re
 from typing import Any
 
 # A JSON string (escapes included) or a bracket: strings are skipped whole, so a ``[``
-# inside a string does not count as nesting.
-_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+# inside a string does not count as nesting. The closing quote is optional: an
+# unterminated string runs to the end in one match (requiring it made every quote of
+# ``"\"\"\"...`` rescan to the end: quadratic, with the GIL held). JSON fails at such a
+# string, so what follows it is never parsed and need not be counted.
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 _OPENERS = frozenset(b"[{")
 
 # Shown in errors: enough to recognise a value, never a whole hostile one echoed back.
@@ -28,8 +31,8 @@ class UntrustedInputError(ValueError):
 
 
 def nesting_depth(data: bytes) -> int:
-    """The deepest bracket nesting in ``data`` (an over-estimate for invalid JSON, never
-    an under-estimate), without recursion."""
+    """The deepest bracket nesting in ``data`` that a JSON parser would reach (at least
+    that: more for some invalid JSON), in one linear pass, without recursion."""
     depth = deepest = 0
     for match in _TOKENS.finditer(data):
         token = match.group()

@@ -5,6 +5,7 @@ changes through a valid document."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,8 +17,9 @@ from hypothesis import strategies as st
 from appliance.config import Config, ConfigManager
 from appliance.fleet.client import FleetClient, FleetSettings
 from appliance.fleet.operator import Operator
-from appliance.fleet.payloads import MAX_DEPTH
+from appliance.fleet.payloads import MAX_DEPTH, MAX_PAYLOAD
 from appliance.untrusted import UntrustedInputError, load_json, nesting_depth
+from tests.conftest import scaled
 from tests.fuzz import corpus
 
 pytestmark = pytest.mark.fuzz
@@ -150,8 +152,18 @@ def test_the_bounded_reader_parses_what_json_parses_or_refuses_it(raw):
 def test_the_depth_scan_is_never_fooled_by_strings_or_escapes():
     assert nesting_depth(b'{"a": "[[[[\\"[[[", "b": [[1]]}') == 3
     assert nesting_depth(b"]]]][[[[") == 4  # stray closers never hide what follows
-    assert nesting_depth(b'"unterminated [[[[') == 4  # over-, never under-estimated
+    assert nesting_depth(b'[[ "unterminated [[[[') == 2  # JSON stops at the string
     with pytest.raises(UntrustedInputError, match="nests 200000 deep"):
         load_json(b"[" * 200_000 + b"]" * 200_000, max_bytes=10**6, max_depth=MAX_DEPTH)
     with pytest.raises(UntrustedInputError, match="at most 10 are read"):
         load_json(b"[1, 2, 3, 4]", max_bytes=10, max_depth=MAX_DEPTH)
+
+
+def test_the_depth_scan_is_linear_on_quotes_that_never_close():
+    # Requiring a closing quote made each of these rescan to the end: 15 s for 64 KiB,
+    # with the GIL held (the whole daemon frozen), before any login.
+    hostile = b'"' + b'\\"' * 32_000
+    start = time.monotonic()
+    with pytest.raises(UntrustedInputError, match="not JSON"):
+        load_json(hostile, max_bytes=MAX_PAYLOAD, max_depth=MAX_DEPTH)
+    assert time.monotonic() - start < scaled(0.2)
