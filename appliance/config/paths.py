@@ -10,7 +10,10 @@ at any readable file and ``fleet.broker`` at their own server and be sent its co
 - media (a background picture, a clip to play): ``$APPLIANCE_MEDIA_DIR`` (default
   /var/lib/appliance/media); several directories may be given, separated by ``:``;
 - where the update agent keeps its slots and trusted keys (``ota.root``): the config
-  file only.
+  file only;
+- where the broker password goes (``fleet.broker``, ``fleet.username``,
+  ``fleet.ca_file``): from outside only while no password file is set, or the page
+  could keep the stored password and send it to a broker of its choosing.
 
 The check is on the resolved path (symbolic links followed), and its answer is the
 same whether the file exists or not, so it cannot be used to probe the file system.
@@ -35,6 +38,8 @@ OUTSIDE_ORIGINS = frozenset({"web", "mqtt"})
 
 SECRET_FIELDS = ("fleet.password_file", "fleet.ca_file", "fleet.cert_file", "fleet.key_file")
 LOCAL_ONLY_FIELDS = ("ota.root",)
+# Where the password is sent, and whom that end is trusted to be.
+DESTINATION_FIELDS = ("fleet.broker", "fleet.username", "fleet.ca_file")
 
 
 def _directories(variable: str, default: str) -> tuple[Path, ...]:
@@ -70,6 +75,13 @@ class PathPolicy:
                     f"{field}: the web page and the fleet may name files in {where} only "
                     "(other paths: the config file on the device)"
                 )
+        if new.fleet.password_file:
+            for field in DESTINATION_FIELDS:
+                if _value(old, field) != _value(new, field):
+                    errors.append(
+                        f"{field}: set only in the config file on the device while "
+                        "fleet.password_file is set (the password would go there)"
+                    )
         if errors:
             raise ConfigError(errors, origin)
 
@@ -77,19 +89,20 @@ class PathPolicy:
         self, old: Config, new: Config
     ) -> Iterator[tuple[str, str, str, tuple[Path, ...] | None]]:
         for field in SECRET_FIELDS:
-            section, name = field.split(".")
-            before = getattr(getattr(old, section), name)
-            yield field, before, getattr(getattr(new, section), name), self.secrets
+            yield field, _value(old, field), _value(new, field), self.secrets
         for field in LOCAL_ONLY_FIELDS:
-            section, name = field.split(".")
-            before = getattr(getattr(old, section), name)
-            yield field, before, getattr(getattr(new, section), name), None
+            yield field, _value(old, field), _value(new, field), None
         yield "background.image", old.background.image, new.background.image, self.media
         yield "source.uri", _file(old.source.uri), _file(new.source.uri), self.media
         known = {_file(uri) for uri in old.source.fallback}
         for index, uri in enumerate(new.source.fallback):
             path = _file(uri)
             yield f"source.fallback[{index}]", path if path in known else "", path, self.media
+
+
+def _value(config: Config, field: str) -> str:
+    section, name = field.split(".")
+    return str(getattr(getattr(config, section), name))
 
 
 def _file(uri: str) -> str:

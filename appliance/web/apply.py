@@ -16,7 +16,7 @@ def apply_change(manager: ConfigManager, document: Any, replace: bool = False) -
     if not failures:
         return config
     try:
-        manager.replace(before.model_dump(mode="json"), origin="web (revert)")
+        manager.replace(before.model_dump(mode="json"), origin="revert")
     except (ConfigError, OSError) as exc:
         failures.append(f"and restoring the previous settings failed: {exc}")
     raise ConfigError([f"(applying): {m}" for m in failures])

@@ -96,3 +96,31 @@ def test_the_policy_comes_from_the_environment(monkeypatch, tmp_path):
     manager = ConfigManager(Config())  # reads the environment at each change
     manager.update({"fleet": {"key_file": str(tmp_path / "b" / "k.pem")}}, origin="web")
     assert "fleet.key_file" in refusal(manager, {"fleet": {"key_file": "/etc/ssl/k.pem"}})
+
+
+def test_the_broker_stays_where_the_config_file_put_it_while_a_password_is_set(policy, tmp_path):
+    secret = str(tmp_path / "secrets" / "broker-password")
+    trusted = Config.model_validate({"fleet": {"password_file": secret, "username": "cam1"}})
+    manager = ConfigManager(trusted, paths=policy)
+    error = refusal(manager, {"fleet": {"broker": "mqtt://attacker.example:1883"}})
+    assert error.startswith("fleet.broker: set only in the config file on the device while")
+    assert "fleet.username" in refusal(manager, {"fleet": {"username": "cam2"}}, "mqtt")
+    # with no password configured, the page may set a broker (nothing to send there)
+    fresh = ConfigManager(Config(), paths=policy)
+    fresh.update({"fleet": {"broker": "mqtts://fleet.example:8883"}}, origin="web")
+    assert "fleet.broker" in refusal(
+        fresh, {"fleet": {"broker": "mqtt://attacker.example:1", "password_file": secret}}
+    )
+
+
+def test_the_page_can_put_back_what_the_config_file_set(policy, tmp_path):
+    from appliance.web.apply import apply_change
+
+    trusted = Config.model_validate({"background": {"image": "/home/u/pic.png"}})
+    manager = ConfigManager(trusted, paths=policy)
+    manager.subscribe(lambda old, new: (_ for _ in ()).throw(RuntimeError("camera busy")))
+    picture = str(tmp_path / "media" / "new.png")
+    with pytest.raises(ConfigError, match="camera busy") as failed:
+        apply_change(manager, {"background": {"image": picture}})
+    assert "restoring" not in str(failed.value)
+    assert manager.config.background.image == "/home/u/pic.png"
