@@ -8,6 +8,7 @@ asks for that code with the new password.
 from __future__ import annotations
 
 import base64
+import binascii
 import errno
 import hashlib
 import hmac
@@ -143,6 +144,10 @@ class AuthStore:
         self.path = path
         self.scrypt_n = scrypt_n
         self._lock = threading.Lock()
+        # Signs known-device cookies (devices.py). Random, kept with the record and new
+        # with every password: the record's hash crosses the broker (fleet
+        # web-password), so a key derived from it could be minted by whoever saw it.
+        self._device_key = secrets.token_bytes(32)
         self._record: dict[str, Any] | None = self._load()
         self.setup_code: str | None = None
         if self._record is None:
@@ -157,10 +162,13 @@ class AuthStore:
             return None
         try:
             text = self.path.read_text(encoding="utf-8")
-            record = load_json(text, max_bytes=64 * 1024, max_depth=4, what=str(self.path))
+            document = load_json(text, max_bytes=64 * 1024, max_depth=4, what=str(self.path))
             # Any n (tests hash with a cheap one), but never more than a login may cost.
-            record = checked_record(record["password"], min_n=2)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            record = checked_record(document["password"], min_n=2)
+            key = base64.b64decode(str(document.get("device_key", "")), validate=True)
+            if len(key) == 32:  # else (a file from before): a fresh key, cookies re-issued
+                self._device_key = key
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
             # Unreadable is not "no password": refusing every login beats reopening
             # setup to whoever reaches the page first. A factory reset clears it.
             log.error(
@@ -170,13 +178,12 @@ class AuthStore:
         return record
 
     def device_key(self) -> bytes | None:
-        """The key known-device cookies are signed with (devices.py): derived from the
-        stored hash, so a new password voids every earlier cookie; None without one."""
+        """The key known-device cookies are signed with (devices.py): random, replaced
+        with every new password, so that voids every earlier cookie; None without one."""
         record = self._record
         if record is None or record.get("scheme") != "scrypt":
             return None
-        material = f"{record['salt']}:{record['hash']}".encode()
-        return hashlib.sha256(b"appliance known device\0" + material).digest()
+        return self._device_key
 
     def new_setup_code(self) -> str:
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(12))
@@ -216,14 +223,16 @@ class AuthStore:
         problem = scrypt_cost_problem(int(record["n"]), int(record["r"]), int(record["p"]))
         if problem:
             raise ValueError(f"scrypt record: {problem}")
+        key = secrets.token_bytes(32)
         with self._lock:
             if self.path is not None:
-                document = json.dumps({"version": 1, "password": record}, indent=2)
+                stored = {"version": 1, "password": record,
+                          "device_key": base64.b64encode(key).decode()}  # fmt: skip
                 try:
-                    write_atomic(self.path, document)
+                    write_atomic(self.path, json.dumps(stored, indent=2))
                 except OSError as exc:
                     raise PasswordNotSaved(_not_saved(exc)) from None
-            self._record = record
+            self._record, self._device_key = record, key
             self.setup_code = None
         log.info("web: password set")
 

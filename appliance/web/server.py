@@ -154,6 +154,14 @@ class _Server(TcpWSGIServer):
         return bool(self.accepting)
 
     def handle_accept(self) -> None:
+        # What escapes here reaches wasyncore's handle_error, which closes the listening
+        # socket: the page would be gone while its thread looks alive.
+        try:
+            self._accept_burst()
+        except Exception:
+            log.exception("web: accepting connections failed; still listening")
+
+    def _accept_burst(self) -> None:
         for _ in range(ACCEPT_BURST):
             before = len(self._map)
             super().handle_accept()

@@ -20,6 +20,7 @@ from appliance.web import WebServer, auth, create_app
 from appliance.web.auth import SCRYPT_N, AuthStore, checked_record, hash_password
 from appliance.web.ratelimit import LoginLimiter
 from appliance.web.server import MAX_CONNECTIONS
+from tests.conftest import scaled
 from tests.web.conftest import Served
 from tests.web.helpers import PASSWORD, Client
 from tools.hostile import web as hostile
@@ -56,7 +57,7 @@ def test_the_owner_logs_in_within_2_s_during_a_200_address_guessing_flood(
     finally:
         out, _ = flooder.communicate(timeout=60)
     assert "401" in out or "429" in out, out  # the strangers were heard, and refused
-    assert code == 200 and took < 2.0, (code, took, out)
+    assert code == 200 and took < scaled(2.0), (code, took, out)  # 2 s: the figure
 
 
 def test_strangers_share_one_guessing_budget_and_never_spend_a_known_devices() -> None:
@@ -144,7 +145,7 @@ def _browser(served: Served) -> hostile.Browser:
 def test_eight_stream_reloads_then_a_new_viewer_gets_in_within_2_s(served: Served) -> None:
     owner = _browser(served)
     took = hostile.reloads_then_admitted_s(served.base, owner, reloads=8)
-    assert took < 2.0
+    assert took < scaled(2.0)
     assert served.app.hub.clients <= 1
 
 
@@ -221,7 +222,7 @@ def test_a_costly_record_in_the_file_refuses_logins_without_spending_a_gigabyte(
     store = AuthStore(path)
     start = time.monotonic()
     assert store.provisioned and not store.verify(PASSWORD)
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < scaled(0.5)  # a scrypt of 1 GB takes seconds
 
 
 def _disk_full(*args: Any, **kwargs: Any) -> None:
@@ -348,3 +349,17 @@ def test_api_bodies_go_through_the_bounded_parser(served: Served) -> None:
     client = served.client()
     code, body = client.send("/api/config", "PATCH", b"[" * 20 + b"]" * 20)
     assert code == 400 and "deep" in body["errors"][0]
+
+
+def test_known_device_cookies_are_signed_with_a_random_key_replaced_with_the_password(
+    tmp_path: Path,
+) -> None:
+    record = hash_password(PASSWORD, n=2**10)
+    first, second = AuthStore(tmp_path / "a.auth.json"), AuthStore(tmp_path / "b.auth.json")
+    first.set_record(record)
+    second.set_record(record)  # the same hash (it crosses the broker): not the same key
+    key = first.device_key()
+    assert key is not None and len(key) == 32 and key != second.device_key()
+    assert AuthStore(tmp_path / "a.auth.json").device_key() == key  # kept across restarts
+    first.set_record(hash_password(PASSWORD + "2", n=2**10))
+    assert first.device_key() != key  # a new password voids every earlier cookie
