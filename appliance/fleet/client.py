@@ -331,9 +331,13 @@ class FleetClient:
     # -- telemetry --------------------------------------------------------------------
 
     def _telemetry_loop(self) -> None:
+        publish = self._guarded(self._publish_telemetry)  # a failure must not end the loop
         while not self._stop.wait(self.settings.telemetry_s):
             if self.connected.is_set():
-                self.client.publish(self.topics.telemetry, _json(self._summary()), 0, False)
+                publish()
+
+    def _publish_telemetry(self) -> None:
+        self.client.publish(self.topics.telemetry, _json(self._summary()), 0, False)
 
     def _summary(self) -> dict[str, Any]:
         try:

@@ -9,6 +9,7 @@ climbing "dropped" counter.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -26,20 +27,22 @@ class DropWatch:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._samples: deque[tuple[float, Counts]] = deque([(clock(), {})])
+        self._lock = threading.Lock()  # asked from the main loop, web workers, telemetry
 
     def problems(self, stages: Mapping[str, Mapping[str, Any]]) -> list[str]:
         """One line per stage over its limits, comparing ``stages`` (the pipeline's
         per-stage stats now) with the oldest sample still in the window."""
-        now = self._clock()
-        counts = {name: _counts(stats) for name, stats in stages.items()}
-        latest = self._samples[-1][1]
-        if any(_less(c, latest.get(n, (0, 0, 0))) for n, c in counts.items()):
-            self._samples.clear()  # the counters were reset: start again from zero
-            self._samples.append((now, {}))
-        self._samples.append((now, counts))
-        while len(self._samples) > 2 and now - self._samples[1][0] >= WINDOW_S:
-            self._samples.popleft()
-        since, baseline = self._samples[0]
+        with self._lock:
+            now = self._clock()
+            counts = {name: _counts(stats) for name, stats in stages.items()}
+            latest = self._samples[-1][1]
+            if any(_less(c, latest.get(n, (0, 0, 0))) for n, c in counts.items()):
+                self._samples.clear()  # the counters were reset: start again from zero
+                self._samples.append((now, {}))
+            self._samples.append((now, counts))
+            while len(self._samples) > 2 and now - self._samples[1][0] >= WINDOW_S:
+                self._samples.popleft()
+            since, baseline = self._samples[0]
         span = max(now - since, 0.0)
         out = []
         for name, (processed, dropped, errors) in counts.items():
