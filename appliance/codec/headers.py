@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from appliance.codec.bitstream import BitstreamError, Codec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SEQUENTIAL = {0xC0, 0xC1}  # baseline and extended sequential Huffman
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _OBU_SEQUENCE_HEADER = 1
 _VP8X_ANIMATION = 0x02
@@ -106,6 +107,8 @@ def _jpeg(data: bytes) -> tuple[int, int]:
             raise BitstreamError("JPEG scan before its frame header")
         (length,) = struct.unpack_from(">H", data, at)
         if marker in _SOF:
+            if marker not in _SEQUENTIAL:  # progressive: thousands of scans, seconds each
+                raise BitstreamError("only sequential (baseline) JPEG pictures are accepted")
             height, width = struct.unpack_from(">HH", data, at + 3)
             return width, height  # a height of 0 (set later by DNL) is refused above
         if length < 2:
