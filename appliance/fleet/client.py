@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -162,7 +163,10 @@ class FleetClient:
         self._stop.set()
         if self.connected.is_set():
             info = self.client.publish(self.topics.status, _json({"online": False}), 1, True)
-            info.wait_for_publish(timeout)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:  # the link went as we said goodbye:
+                log.info("fleet: goodbye not sent (%s); the will says offline", exc)
         self.client.disconnect()
         if self._network is not None:
             self._network.join(timeout)
@@ -180,7 +184,12 @@ class FleetClient:
             except Exception as exc:
                 self.network_restarts += 1
                 self._note_error(f"network loop: {type(exc).__name__}: {exc}")
-                self._stop.wait(RESTART_PAUSE_S)
+                if self._stop.wait(RESTART_PAUSE_S):
+                    return
+                # paho may have stopped mid-packet: start over on a fresh connection (a
+                # broker that is away is retried by the loop, with back-off)
+                with contextlib.suppress(Exception):
+                    self.client.reconnect()
 
     def health(self) -> dict[str, Any]:
         """The link as the status shows it; ``problem`` is why it is not working, or None."""

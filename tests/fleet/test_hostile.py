@@ -137,6 +137,8 @@ def test_a_crash_of_the_network_loop_restarts_it_and_shows_in_the_health(
         op.command("cam1", "ping", {})
         assert wait_until(lambda: cam.network_restarts == 1)
         assert "paho bug" in cam.health()["last_error"]
+        # on a fresh connection (paho may have stopped mid-packet), subscribed again
+        assert wait_until(lambda: cam.connects == 2 and cam.connected.is_set())
         assert op.ask("cam1", "ping", {}, timeout=scaled(10)) == {"ok": True}
         assert cam.health()["network_thread"] is True
         shown = fleet_state(cam)  # what /api/status and the page show
