@@ -62,8 +62,10 @@ def load_json(data: bytes | str, *, max_bytes: int, max_depth: int, what: str = 
 
 
 def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for error messages."""
+    """``repr(value)`` cut to ``limit`` characters, for error messages, with the length
+    of the value itself (of a text, its characters) when cut."""
     shown = repr(value)
     if len(shown) <= limit:
         return shown
-    return f"{shown[:limit]}… ({len(shown)} characters)"
+    size = len(value) if isinstance(value, str | bytes) else len(shown)
+    return f"{shown[:limit]}… ({size} characters)"

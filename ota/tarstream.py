@@ -27,6 +27,7 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from appliance.untrusted import preview
 from ota.errors import ArchiveLimitError, CorruptArchiveError
 
 BLOCK = 512
@@ -76,8 +77,7 @@ class Entry:
 
 def shown(name: str, limit: int = 80) -> str:
     """A name for an error message: never a whole hostile one echoed back."""
-    text = repr(name)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(name)} characters)"
+    return preview(name, limit)
 
 
 class _Plain:
