@@ -312,12 +312,13 @@ class Appliance:
         """Why the daemon is not doing its job, or None: :meth:`problems`, in one line."""
         return "; ".join(self.problems()) or None
 
-    def problems(self) -> list[str]:
+    def problems(self, stages: dict[str, Any] | None = None) -> list[str]:
         """Everything that keeps the daemon from doing its job (shown in status,
         telemetry and systemd's STATUS=; not fatal). Empty: healthy.
 
         No camera at all is a problem to report, not a reason to restart: the capture
-        thread keeps looking and a plugged camera is picked up.
+        thread keeps looking and a plugged camera is picked up. ``stages``: the
+        pipeline's per-stage stats, when the caller has them already.
         """
         trouble = self.fatal() or self.hung()
         if trouble:
@@ -333,10 +334,9 @@ class Appliance:
         fallen = self.selector.fallen_back()
         if fallen:
             found.append(fallen)
-        found += self.drops.problems(self.pipeline.stats()["stages"])
-        if self.fleet is not None and self.fleet.health()["problem"]:
-            found.append(self.fleet.health()["problem"])
-        return found
+        found += self.drops.problems(stages or self.pipeline.stats()["stages"])
+        link = self.fleet.health()["problem"] if self.fleet is not None else None
+        return [*found, link] if link else found
 
     def frame_rate(self) -> float:
         """The frame rate the source delivers (what the pipeline should keep up with)."""
@@ -345,7 +345,8 @@ class Appliance:
 
     def status(self) -> dict[str, Any]:
         current = self.selector.current
-        problems = self.problems()
+        pipeline = self.pipeline.stats()
+        problems = self.problems(pipeline["stages"])
         return {
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
@@ -359,7 +360,7 @@ class Appliance:
                 "last_error": self.selector.last_error,
                 "hotplug": self.hotplug.mode if not self.hotplug.reason else "polling",
             },
-            "pipeline": self.pipeline.stats(),
+            "pipeline": pipeline,
             "vision": {"error": self.vision_error or None},
             "codec": self.codec.stats(),
             "uvc": self.uvc.status() if self.uvc is not None else {"enabled": False},

@@ -46,6 +46,7 @@ class SourceSelector:
         self._never_again: set[str] = set()
         self._removed: set[str] = set()  # device nodes udev reported gone
         self._errors: dict[str, str] = {}  # why each candidate last failed
+        self._ranked: list[str] = []  # the candidates as last listed by the capture thread
         self._devices_changed = threading.Event()
         self._last_check = clock()
         self.current: Source | None = None
@@ -61,7 +62,7 @@ class SourceSelector:
         if self.current is not None and any(self.current.uri.endswith(p) for p in removed):
             self.fail("device removed")
         if self.current is None:
-            self.current = self._open_best(self._candidates())
+            self.current = self._open_best(self._rank())
             self.switches += 1
         return self.current
 
@@ -81,7 +82,7 @@ class SourceSelector:
         """Why the running source is not the first choice, or None when it is (``auto``
         with no camera at all runs its fallback by choice: not a fall-back)."""
         current = self.current
-        candidates = self._candidates()
+        candidates = self._ranked  # listing them again (auto: every V4L2 node) is not ours
         if current is None or not candidates or current.uri == candidates[0]:
             return None
         preferred = candidates[0]
@@ -96,7 +97,7 @@ class SourceSelector:
             return False
         self._devices_changed.clear()
         self._last_check = now
-        candidates = self._candidates()
+        candidates = self._rank()
         if self.current is None or self.current.uri not in candidates:
             better = candidates
         else:
@@ -139,6 +140,10 @@ class SourceSelector:
         self._devices_changed.set()
 
     # -- internals -------------------------------------------------------------------
+
+    def _rank(self) -> list[str]:
+        self._ranked = self._candidates()
+        return self._ranked
 
     def _mark_failed(self, uri: str, opening: bool = False) -> None:
         with self._lock:
