@@ -151,31 +151,19 @@ class LoginLimiter:
         Raises TooSoon without running it when the caller must wait, or when the
         strangers' budget is spent (or, for a known device, its slot stays taken).
         """
-        if known is not None:
-            return self._check_known(known, secret_ok)
-        if not self._hashing.try_stranger():
+        stranger = known is None
+        if stranger and not self._hashing.try_stranger():
             raise TooSoon(1.0, "the camera is busy checking other logins; try again")
-        key = self._key(client, None)
-        try:
-            self._reserve(key, stranger=True)
-            ok = secret_ok()
-        finally:
-            self._hashing.release()
-        if ok:
-            self._succeeded(key, stranger=True)
-        return ok
-
-    def _check_known(self, known: str, secret_ok: Callable[[], bool]) -> bool:
-        if not self._hashing.wait_known(KNOWN_WAIT_S):
+        if not stranger and not self._hashing.wait_known(KNOWN_WAIT_S):
             raise TooSoon(1.0, "the camera is busy checking another login; try again")
-        key = self._key("", known)
+        key = self._key(client, known)
         try:
-            self._reserve(key, stranger=False)
+            self._reserve(key, stranger)
             ok = secret_ok()
         finally:
             self._hashing.release()
         if ok:
-            self._succeeded(key, stranger=False)
+            self._succeeded(key, stranger)
         return ok
 
     @staticmethod
