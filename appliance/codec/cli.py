@@ -2,8 +2,16 @@
 
 ``encode`` writes a clip's datagrams to a file (each prefixed by its length, u16
 big-endian: the bytes a network would carry, in order); ``decode`` plays such a file
-through the receiver into a video. Together they show what a call would look like
-without a network; ``eval`` measures it against x264, VP8 and AV1.
+through the receiver into a video with one picture per source frame, at the source's
+rate. Together they show what a call would look like without a network; ``eval``
+measures it against x264, VP8 and AV1.
+
+The file keeps no frame boundaries and no rate: the packets' capture timestamps do (ms,
+wrapping at 2**16; the sender stamps frame i at round(i * 1000 / fps)). A new timestamp
+is a new frame, and the picture written for it is the receiver's after all of that
+frame's datagrams (keypoints, then any residuals: not the picture the closed loop had
+just rejected). A frame the sender sent nothing for (no face) shows the picture before
+it, as a far end would; frames after the last one sent are not in the file.
 """
 
 from __future__ import annotations
@@ -11,28 +19,49 @@ from __future__ import annotations
 import argparse
 import struct
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from appliance.codec.session import Receiver
+
 _LENGTH = struct.Struct(">H")
+_WRAP = 1 << 16  # the timestamps' range
+# a longer silence is not filled with the last picture: a file of forged timestamps
+# (each may jump 32 s ahead) would otherwise decode to hours of video
+MAX_GAP_S = 10.0
+Stamped = tuple[int | None, list[bytes]]  # capture time (ms, unwrapped), its datagrams
 
 
 def add_codec_parser(sub: argparse._SubParsersAction) -> None:
-    from appliance.codec.evaluate import RATES, SETTINGS
+    from appliance.codec.evaluate import BASELINES, RATES, SETTINGS
 
     p = sub.add_parser("codec", help="the keypoint face codec: encode, decode, evaluate")
     actions = p.add_subparsers(dest="codec_command", required=True)
     ev = actions.add_parser("eval", help="rate-distortion of clips through every codec")
-    ev.add_argument("clips", nargs="*", type=Path,
-                    help="clips (default: every clip in ../shared/data/clips)")  # fmt: skip
+    clips_help = "clips, or folders of *.mp4 (default: every clip in ../shared/data/clips)"
+    ev.add_argument("clips", nargs="*", type=Path, help=clips_help)
+    ev.add_argument("--clips", dest="clip_paths", nargs="+", type=Path, default=[],
+                    metavar="PATH", help=f"{clips_help}; a split's folder, e.g. "
+                    ".cache/clips/test, is one folder")  # fmt: skip
     ev.add_argument("--settings", default=",".join(f"{f:g}:{q}" for f, q in SETTINGS),
                     help="our codec's points: FLOOR:REFERENCE_QUALITY,...")  # fmt: skip
     ev.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES),
-                    help="kbit/s for x264, VP8, AV1")  # fmt: skip
-    ev.add_argument("--codecs", default="x264,vp8,av1")
+                    help="kbit/s asked of x264, VP8, AV1")  # fmt: skip
+    ev.add_argument("--codecs", default=",".join(BASELINES),
+                    help="the conventional codecs to run, comma-separated (none: '')")  # fmt: skip
+    ev.add_argument(
+        "--rungs",
+        default="all",
+        help="the hybrid's ladder rungs to run: all, none, or indices 0,1,..",
+    )
     ev.add_argument("--frames", type=int, help="only the first N frames of each clip")
-    ev.add_argument("--akd-every", type=int, default=5, help="track every Nth frame; 0: no AKD")
+    ev.add_argument("--akd-every", type=int, default=1,
+                    help="track every Nth frame (sampling upsets the tracker's smoothing: "
+                    "see the clip's self-AKD); 0: no AKD")  # fmt: skip
     ev.add_argument("--plots", type=Path, help="write rate-distortion PNGs into this folder")
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
     enc = actions.add_parser("encode", help="a clip to a file of codec datagrams")
@@ -48,7 +77,7 @@ def add_codec_parser(sub: argparse._SubParsersAction) -> None:
     dec = actions.add_parser("decode", help="a file of codec datagrams to a video")
     dec.add_argument("packets", type=Path)
     dec.add_argument("-o", "--out", type=Path, required=True, help="video file (.mp4)")
-    dec.add_argument("--fps", type=float, default=30.0)
+    dec.add_argument("--fps", type=float, help="the video's rate (default: the timestamps')")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -105,7 +134,7 @@ def encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def decode(packets: Path, out: Path, fps: float) -> int:
+def decode(packets: Path, out: Path, fps: float | None = None) -> int:
     import cv2
 
     from appliance.codec.session import Receiver
@@ -113,26 +142,128 @@ def decode(packets: Path, out: Path, fps: float) -> int:
     if not packets.is_file():
         print(f"no such file: {packets}", file=sys.stderr)
         return 2
-    data = packets.read_bytes()
+    if fps is not None and not fps > 0:
+        print(f"--fps must be positive, got {fps}", file=sys.stderr)
+        return 2
+    frames = frame_groups(read_datagrams(packets.read_bytes()))
+    rate = fps or frame_rate([t for t, _ in frames if t is not None]) or 30.0
     receiver = Receiver()
     writer = None
-    frames = pos = 0
-    while pos + _LENGTH.size <= len(data):
-        (size,) = _LENGTH.unpack_from(data, pos)
-        datagram = data[pos + _LENGTH.size : pos + _LENGTH.size + size]
-        pos += _LENGTH.size + size
-        if receiver.feed(datagram) and receiver.picture is not None:
-            picture = receiver.picture
-            if writer is None:
-                fourcc = cv2.VideoWriter.fourcc(*"mp4v")
-                size_wh = (picture.shape[1], picture.shape[0])
-                writer = cv2.VideoWriter(str(out), fourcc, fps, size_wh)
-            writer.write(picture)
-            frames += 1
+    written = blank = 0
+    for picture in pictures(receiver, frames, rate):
+        if picture is None and writer is None:  # nothing shown yet: black, once sized
+            blank += 1
+            continue
+        if writer is None:
+            assert picture is not None
+            fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+            writer = cv2.VideoWriter(str(out), fourcc, rate, (picture.shape[1], picture.shape[0]))
+            black = np.zeros_like(picture)
+            for _ in range(blank):
+                writer.write(black)
+        writer.write(black if picture is None else picture)
+        written += 1
     if writer is not None:
         writer.release()
+        written += blank
     t = receiver.tracker.stats
-    print(f"{out}: {frames} frames; {receiver.stats.references} references, "
+    print(f"{out}: {written} frames at {rate:g} fps; {receiver.stats.references} references, "
           f"{receiver.stats.residuals} residuals, {t.garbage} bad datagrams, "
           f"{receiver.stats.errors} undecodable")  # fmt: skip
-    return 0 if frames else 1
+    return 0 if written else 1
+
+
+def read_datagrams(data: bytes) -> list[bytes]:
+    """The datagrams of an ``encode`` file, in order (a truncated last one is dropped)."""
+    datagrams, pos = [], 0
+    while pos + _LENGTH.size <= len(data):
+        (size,) = _LENGTH.unpack_from(data, pos)
+        pos += _LENGTH.size
+        if pos + size > len(data):
+            break
+        datagrams.append(data[pos : pos + size])
+        pos += size
+    return datagrams
+
+
+def _timestamp(datagram: bytes) -> int | None:
+    from appliance.codec.bitstream import BitstreamError, parse
+
+    try:
+        return parse(datagram).timestamp
+    except BitstreamError:
+        return None
+
+
+def frame_groups(datagrams: Sequence[bytes]) -> list[Stamped]:
+    """The datagrams grouped by capture time, a new timestamp a new frame, unwrapped from
+    2**16 ms. What has no readable header, or an earlier time (a late packet), goes with
+    the frame it arrived in: the receiver sorts it out (garbage, reordering)."""
+    frames: list[Stamped] = []
+    sent = now = 0  # the current frame's timestamp as sent, and unwrapped
+    for datagram in datagrams:
+        ts = _timestamp(datagram)
+        if ts is not None and (not frames or frames[-1][0] is None):
+            # the first readable packet: what came before it goes with its frame
+            sent = now = ts
+            frames[-1:] = [(ts, frames[-1][1] if frames else [])]
+        elif ts is not None and 0 < (ts - sent) % _WRAP < _WRAP // 2:
+            now += (ts - sent) % _WRAP
+            sent = ts
+            frames.append((now, []))
+        elif not frames:
+            frames.append((None, []))
+        frames[-1][1].append(datagram)
+    return frames
+
+
+def frame_rate(times: Sequence[int]) -> float | None:
+    """The frame rate of capture times (ms, increasing), None from fewer than two.
+
+    The median interval gives it roughly, and so how many frames each interval spans (a
+    longer one holds frames sent nothing: no face); the whole span over its frames gives
+    it to a fraction of a ms. The sender stamps frame i at round(i * 1000 / fps): a whole
+    rate, or an NTSC one (N / 1.001), that stamps exactly these times is the one.
+    """
+    intervals = np.diff(np.asarray(times, dtype=np.int64))
+    if intervals.size == 0 or not np.all(intervals > 0):
+        return None
+    step = float(np.median(intervals))
+    frames = sum(max(1, round(float(d) / step)) for d in intervals)
+    estimate = 1000.0 * frames / float(times[-1] - times[0])
+    for candidate in (float(round(estimate)), round(estimate * 1.001) / 1.001):
+        if candidate > 0 and all(
+            round(_index(t, candidate) * 1000 / candidate) == t for t in times
+        ):
+            return candidate
+    return estimate
+
+
+def _index(ms: int, fps: float) -> int:
+    """The frame stamped ``ms`` (the sender's clock starts at frame 0)."""
+    return round(ms * fps / 1000)
+
+
+def pictures(
+    receiver: Receiver, frames: Sequence[Stamped], fps: float
+) -> Iterator[np.ndarray | None]:
+    """The receiver's picture for every frame from frame 0 to the last one sent, each
+    after all of its frame's datagrams; None before it has one. A frame the sender sent
+    nothing for keeps the picture before it (yielded before the next frame is fed), for
+    at most ``MAX_GAP_S``."""
+    shown: np.ndarray | None = None
+    following = 0  # the next frame index to yield
+    longest = round(MAX_GAP_S * fps)
+    for ms, datagrams in frames:
+        index = following if ms is None else _index(ms, fps)
+        if index - following > longest:  # a jump (a broken or forged time), not a pause
+            following = index
+        while following < index:
+            yield shown
+            following += 1
+        for datagram in datagrams:
+            receiver.feed(datagram)
+        if ms is not None and index == following:
+            shown = receiver.picture
+            yield shown
+            following += 1

@@ -43,8 +43,8 @@ def frame() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def face(frame: np.ndarray) -> np.ndarray:
-    """The face as 256 x 256 luma, the grid the codec figures are measured on."""
-    return face_crop(frame, (150, 30, 280, 160))
+    """The face and what is around it: 256 x 256 luma at the photo's own resolution."""
+    return face_crop(frame, (82, 0, 338, 256))
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +181,40 @@ def test_face_ms_ssim_of_a_frame_with_itself_and_a_shifted_copy(
     assert face_psnr(frame, shifted, landmarks) < 30.0
     with pytest.raises(ValueError, match="same size"):
         face_ms_ssim(frame, frame[:-2], landmarks)
+
+
+def test_face_crop_is_native_and_enlarges_only_a_box_too_small_for_ms_ssim(
+    frame: np.ndarray,
+) -> None:
+    np.testing.assert_array_equal(face_crop(frame, (82, 0, 338, 256)), luma(frame[:256, 82:338]))
+    assert face_crop(frame, (82, 0, 338, 256), MS_SSIM_MIN_SIDE).shape == (256, 256)  # kept
+    small = face_crop(frame, (150, 30, 280, 160), MS_SSIM_MIN_SIDE)
+    expected = cv2.resize(luma(frame[30:160, 150:280]), (176, 176), interpolation=cv2.INTER_CUBIC)
+    np.testing.assert_array_equal(small, expected)
+    # a box clipped by the frame edge is not square: enlarged with its aspect kept
+    assert face_crop(frame, (0, 0, 100, 50), MS_SSIM_MIN_SIDE).shape == (176, 352)
+
+
+def test_face_ms_ssim_is_measured_at_the_faces_own_size(
+    frame: np.ndarray, landmarks: np.ndarray
+) -> None:
+    # A large face seen soft: on a 256 px grid the shrinking averages the blur away, at the
+    # face's own size it counts (the evaluation must not flatter a soft picture).
+    big = cv2.resize(frame, None, fx=3.0, fy=3.0, interpolation=cv2.INTER_CUBIC)
+    points = landmarks * 3.0
+    soft = cv2.GaussianBlur(big, (0, 0), 3.0)
+    x0, y0, x1, y1 = face_box(points, big.shape[1], big.shape[0])
+    assert x1 - x0 > 500
+    native = face_ms_ssim(big, soft, points)
+    faces = [luma(image[y0:y1, x0:x1]) for image in (big, soft)]
+    assert native == pytest.approx(ms_ssim(*faces), abs=1e-12)
+    grid = [cv2.resize(face, (256, 256), interpolation=cv2.INTER_AREA) for face in faces]
+    assert native < ms_ssim(*grid) - 0.02
+    assert face_psnr(big, soft, points) == pytest.approx(psnr(*faces))
+    # a face under MS-SSIM's 176 px is enlarged, not refused
+    half = cv2.resize(frame, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    assert face_ms_ssim(half, half, landmarks * 0.5) == pytest.approx(1.0, abs=1e-12)
+    assert face_ms_ssim(half, cv2.GaussianBlur(half, (0, 0), 1.0), landmarks * 0.5) < 0.99
 
 
 def test_psnr_of_a_known_error() -> None:
