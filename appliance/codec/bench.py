@@ -1,10 +1,13 @@
-"""``appliance bench codec``: the keypoint codec's costs per frame, one CPU core.
+"""``appliance bench codec``: the face codec's costs per frame, one CPU core.
 
 On a real 512x512 talking-head clip (``../shared/data/clips/lp_d14.mp4``, its landmarks
 tracked once and cached): the keypoint encoder after the landmarks (analysis,
 quantization, prediction, entropy coding, the packet), the sender's whole frame with
 the closed loop (it renders what the receiver will show and measures it), and the
-receiver (parse, decode, render). OpenCV on one thread, like a pipeline stage.
+receiver (parse, decode, render); and the hybrid's stream mode at a middle rung of its
+ladder: the sender's frame (scale, AV1 encode, its own decode and fusion, which decides
+when a new picture is due) and the receiver's (AV1 decode, fusion). OpenCV on one
+thread, like a pipeline stage.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import cv2
 import numpy as np
 
 from appliance.codec.evaluate import DEFAULT_DATA, load_clip
+from appliance.codec.hybrid import Rung
+from appliance.codec.ladder import LADDER
 from appliance.codec.session import CodecSettings, Receiver, Sender
 
 CLIP = DEFAULT_DATA / "clips" / "lp_d14.mp4"
@@ -55,6 +60,8 @@ def bench_codec(clip_path: Path = CLIP, frames: int = FRAMES) -> dict[str, Any]:
         alone._keypoints(packet, index)
         encode_ms.append((time.perf_counter() - start) * 1e3)
     receive = _ms(receive_ms)
+    rung = LADDER[len(LADDER) // 3].rung
+    hybrid_send, hybrid_receive, hybrid_bytes = _hybrid(clip, rung)
     return {
         "clip": clip_path.name,
         "size": f"{width}x{height}",
@@ -64,7 +71,28 @@ def bench_codec(clip_path: Path = CLIP, frames: int = FRAMES) -> dict[str, Any]:
         "receiver_ms": receive,
         "receiver_fps_p50": 1000.0 / receive["p50"],
         "bytes_per_frame": sender.stats.total_bytes / len(clip.frames),
+        "hybrid_rung": rung.name,
+        "hybrid_sender_ms": _ms(hybrid_send),
+        "hybrid_receiver_ms": _ms(hybrid_receive),
+        "hybrid_bytes_per_frame": hybrid_bytes,
     }
+
+
+def _hybrid(clip: Any, rung: Rung) -> tuple[list[float], list[float], float]:
+    height, width = clip.frames[0].shape[:2]
+    sender = Sender(width, height, clip.fps, CodecSettings(rung=rung), stream=3)
+    receiver = Receiver()
+    send_ms, receive_ms = [], []
+    for index, frame in enumerate(clip.frames):
+        start = time.perf_counter()
+        datagrams = sender.send(frame, clip.landmarks[index], index)
+        send_ms.append((time.perf_counter() - start) * 1e3)
+        start = time.perf_counter()
+        for datagram in datagrams:
+            receiver.feed(datagram)
+        receive_ms.append((time.perf_counter() - start) * 1e3)
+    sender.close()
+    return send_ms, receive_ms, sender.stats.total_bytes / len(clip.frames)
 
 
 def format_codec(r: dict[str, Any]) -> str:
@@ -79,6 +107,10 @@ def format_codec(r: dict[str, Any]) -> str:
             line("receiver (decode + render)", r["receiver_ms"]),
             f"  receiver: {r['receiver_fps_p50']:.0f} fps at p50; "
             f"{r['bytes_per_frame']:.0f} bytes/frame at floor 0.80",
+            f"hybrid, stream mode at {r['hybrid_rung']}:",
+            line("sender (scale, encode, decode, fuse)", r["hybrid_sender_ms"]),
+            line("receiver (decode + fuse)", r["hybrid_receiver_ms"]),
+            f"  {r['hybrid_bytes_per_frame']:.0f} bytes/frame",
         ]
     )
 

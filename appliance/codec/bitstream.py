@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-VERSION = 2
+VERSION = 3
 VERSION_1_MAGIC = 0x4B  # the first byte of every version-1 datagram ("K")
 HEADER = struct.Struct(">BHHHI")  # version<<4 | type, stream, seq, timestamp (ms), crc
 HEADER_SIZE = HEADER.size  # 11
@@ -62,9 +62,15 @@ class PacketType(IntEnum):
     KEYPOINTS_PREDICTED = 3  # difference to keypoint packet seq - 1
     REFRESH_RESIDUAL = 4  # a fragment of a region patch/residual object
     REQUEST = 5  # receiver -> sender: send an intra, or resend a reference
+    STREAM_INTRA = 6  # a low-resolution stream's key frame (its reference object) shown
+    STREAM_PREDICTED = 7  # a low-resolution stream frame, predicted from seq - 1
 
 
 KEYPOINT_TYPES = (PacketType.KEYPOINTS_INTRA, PacketType.KEYPOINTS_PREDICTED)
+STREAM_TYPES = (PacketType.STREAM_INTRA, PacketType.STREAM_PREDICTED)
+# one packet per frame, in one sequence space: a chain of either kind starts at an intra
+FRAME_TYPES = KEYPOINT_TYPES + STREAM_TYPES
+INTRA_TYPES = (PacketType.KEYPOINTS_INTRA, PacketType.STREAM_INTRA)
 OBJECT_TYPES = (PacketType.REFERENCE, PacketType.REFRESH_RESIDUAL)
 
 
@@ -74,6 +80,7 @@ class Codec(IntEnum):
     PNG = 3
     H264 = 4  # one IDR access unit, Annex B
     AV1 = 5  # one key frame, low-overhead OBUs
+    AV1_STREAM = 6  # a low-resolution stream's key frame (STREAM_* packets follow it)
 
 
 class Region(IntEnum):
@@ -102,8 +109,11 @@ def seq_diff(a: int, b: int) -> int:
 
 @dataclass(frozen=True)
 class Keypoints:
-    ref_id: int  # the reference picture the vector applies to
-    coded: bytes  # the entropy-coded vector (appliance.codec.entropy)
+    """The payload of a frame packet: a keypoint vector, or a low-resolution stream
+    frame (then ``ref_id`` names the stream's key frame object)."""
+
+    ref_id: int  # the reference the frame applies to
+    coded: bytes  # the entropy-coded vector (appliance.codec.entropy), or the frame's OBUs
 
 
 @dataclass(frozen=True)
@@ -152,7 +162,7 @@ def _u(value: int, bits: int, name: str) -> int:
 
 def _payload_bytes(packet: Packet) -> bytes:
     p = packet.payload
-    if packet.type in KEYPOINT_TYPES and isinstance(p, Keypoints):
+    if packet.type in FRAME_TYPES and isinstance(p, Keypoints):
         return bytes([_u(p.ref_id, 8, "ref_id")]) + bytes(p.coded)
     if packet.type in OBJECT_TYPES and isinstance(p, Fragment):
         _check_fragment(p)
@@ -199,9 +209,9 @@ def parse(data: bytes) -> Packet:
 
 
 def _parse_payload(ptype: PacketType, body: bytes) -> Payload:
-    if ptype in KEYPOINT_TYPES:
+    if ptype in FRAME_TYPES:
         if not body:
-            raise BitstreamError("keypoint payload without reference id")
+            raise BitstreamError("frame payload without reference id")
         return Keypoints(body[0], body[1:])
     if ptype in OBJECT_TYPES:
         if len(body) < FRAGMENT_SIZE:
@@ -338,7 +348,7 @@ class Packetizer:
 
     def __init__(self, stream: int, mtu: int = MTU) -> None:
         self.stream, self.mtu = _u(stream, 16, "stream"), mtu
-        self._seq = {"keypoints": 0, "objects": 0, "requests": 0}
+        self._seq = {"frames": 0, "objects": 0, "requests": 0}
         self._residual_id = 0
 
     def peek(self, space: str) -> int:
@@ -352,8 +362,17 @@ class Packetizer:
 
     def keypoints(self, coded: bytes, intra: bool, ref_id: int, timestamp: int) -> bytes:
         kind = PacketType.KEYPOINTS_INTRA if intra else PacketType.KEYPOINTS_PREDICTED
-        seq = self._next("keypoints")
-        return pack(Packet(kind, self.stream, seq, timestamp, Keypoints(ref_id, coded)))
+        return self._frame(kind, coded, ref_id, timestamp)
+
+    def stream_frame(self, data: bytes, intra: bool, key_id: int, timestamp: int) -> bytes:
+        """A low-resolution stream frame; intra: the key frame in object ``key_id``
+        (then ``data`` is empty)."""
+        kind = PacketType.STREAM_INTRA if intra else PacketType.STREAM_PREDICTED
+        return self._frame(kind, data, key_id, timestamp)
+
+    def _frame(self, kind: PacketType, data: bytes, ref_id: int, timestamp: int) -> bytes:
+        seq = self._next("frames")
+        return pack(Packet(kind, self.stream, seq, timestamp, Keypoints(ref_id, data)))
 
     def reference(self, reference: Reference, timestamp: int) -> list[bytes]:
         body = reference.to_body()
@@ -378,14 +397,15 @@ class Packetizer:
 
 
 @dataclass(frozen=True)
-class KeypointsReady:
-    """A keypoint packet whose chain is complete and whose reference is held: decode it."""
+class FrameReady:
+    """A frame packet whose chain is complete and whose reference is held: decode it."""
 
     seq: int
     timestamp: int
     intra: bool
     ref_id: int
     coded: bytes
+    stream: bool = False  # a low-resolution stream frame, not a keypoint vector
 
 
 @dataclass(frozen=True)
@@ -400,7 +420,7 @@ class ResidualReady:
     timestamp: int
 
 
-Event = KeypointsReady | ReferenceReady | ResidualReady
+Event = FrameReady | ReferenceReady | ResidualReady
 
 
 @dataclass
@@ -633,7 +653,8 @@ class Tracker:
         assert isinstance(packet.payload, Keypoints)
         intra = _intra(packet)
         p = packet.payload
-        out.append(KeypointsReady(seq, packet.timestamp, intra, p.ref_id, p.coded))
+        stream = packet.type in STREAM_TYPES
+        out.append(FrameReady(seq, packet.timestamp, intra, p.ref_id, p.coded, stream))
 
     def _break(self) -> None:
         """The chain cannot continue: predicted packets wait for nothing but an intra."""
@@ -725,4 +746,4 @@ class Tracker:
 
 
 def _intra(packet: Packet) -> bool:
-    return packet.type == PacketType.KEYPOINTS_INTRA
+    return packet.type in INTRA_TYPES

@@ -40,7 +40,7 @@ from appliance.codec.bitstream import (
     MTU,
     BitstreamError,
     Codec,
-    KeypointsReady,
+    FrameReady,
     Packetizer,
     PacketType,
     Reference,
@@ -55,6 +55,7 @@ from appliance.codec.bitstream import (
     seq_diff,
 )
 from appliance.codec.entropy import EntropyError, decode_vector, encode_vector, scale_index
+from appliance.codec.hybrid import Rung, StreamReceiver, StreamSender
 from appliance.codec.keypoints import (
     POINTS,
     KeypointCodecError,
@@ -63,6 +64,7 @@ from appliance.codec.keypoints import (
     Packet,
     check_landmarks,
 )
+from appliance.codec.ladder import RateController
 from appliance.codec.pictures import decode_picture, encode_picture, reference_codecs
 from appliance.codec.render import REGIONS, FaceRenderer, region_box, region_mask
 from appliance.logs import Throttle
@@ -99,6 +101,12 @@ class CodecSettings:
     max_residuals: int = 3  # regions patched per frame before a new reference instead
     closed_loop: bool = True
     mtu: int = MTU
+    # None: keypoints (the mesh warp); a rung: the hybrid's low-resolution real stream
+    # fused with a full-resolution picture (appliance.codec.hybrid)
+    rung: Rung | None = None
+    # the hybrid at this rate, kbit/s: its ladder walked by what the stream really costs
+    # (appliance.codec.ladder); overrides ``rung``
+    target_kbps: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.floor < 1.0:
@@ -111,6 +119,8 @@ class CodecSettings:
             raise ValueError(f"references are AV1 or WEBP, not {self.reference_codec.name}")
         if self.intra_period < 1 or self.max_residuals < 0:
             raise ValueError("intra_period must be >= 1 and max_residuals >= 0")
+        if self.target_kbps is not None and not 0 < self.target_kbps < math.inf:
+            raise ValueError(f"target_kbps must be positive, got {self.target_kbps}")
 
     @property
     def region_quality(self) -> int:
@@ -130,6 +140,8 @@ class SenderStats:
     references: int = 0
     residual_bytes: int = 0
     residuals: dict[str, int] = field(default_factory=dict)
+    stream_bytes: int = 0  # the stream mode's pictures, keys and frames
+    stream_frames: int = 0
     below_floor: int = 0  # frames the loop could not lift to the floor
     # the receiver's face MS-SSIM and the sender's ms, per frame: the last hour at 30 fps
     # (a day-long call must not grow without bound)
@@ -138,7 +150,7 @@ class SenderStats:
 
     @property
     def total_bytes(self) -> int:
-        return self.keypoint_bytes + self.reference_bytes + self.residual_bytes
+        return self.keypoint_bytes + self.reference_bytes + self.residual_bytes + self.stream_bytes
 
 
 def _finite(iris: np.ndarray | None) -> np.ndarray | None:
@@ -211,6 +223,35 @@ class Sender:
         self._want_reference = True
         self._sent: OrderedDict[int, Reference] = OrderedDict()  # for REQUEST REFERENCE
         self._resend: list[int] = []
+        self.stream_sender: StreamSender | None = None
+        self.controller: RateController | None = None
+        if self.settings.target_kbps is not None:
+            self.controller = RateController(
+                self.settings.target_kbps, self.width, self.height, self.fps
+            )
+        self.set_rung(self.controller.rung if self.controller else self.settings.rung)
+
+    def set_rung(self, rung: Rung | None) -> None:
+        """Keypoints (None) or the stream mode at ``rung``, from the next frame on."""
+        if rung is None:
+            if self.stream_sender is not None:
+                self.stream_sender.close()
+                self.stream_sender = None
+                self._want_reference = True  # the keypoints need their own reference
+            return
+        if self.stream_sender is None:
+            self.stream_sender = StreamSender(
+                self.width, self.height, self.fps, rung, self.packets, self._publish,
+                self.reference_codec,
+            )  # fmt: skip
+        elif rung != self.stream_sender.rung:
+            self.stream_sender.close()
+            self.stream_sender.retune(rung)
+
+    def close(self) -> None:
+        """End the call's encoders."""
+        if self.stream_sender is not None:
+            self.stream_sender.close()
 
     def send(
         self,
@@ -227,16 +268,15 @@ class Sender:
                 f"{self.width}x{self.height}"
             )
         self.stats.frames += 1
+        ts = round(index * CLOCK / self.fps) % (1 << 16)
+        if self.stream_sender is not None:
+            return self._send_stream(frame, landmarks, index, ts)
         if landmarks is None:
             self.stats.skipped += 1
             return []
         points = check_landmarks(landmarks)
-        ts = round(index * CLOCK / self.fps) % (1 << 16)
         start = time.perf_counter()
-        out: list[bytes] = []
-        for ref_id in self._resend:
-            out += self.packets.reference(self._sent[ref_id], ts)
-        self._resend.clear()
+        out = self._resent(ts)
         fresh = self._want_reference
         if fresh:
             out += self._reference(frame, points, iris, ts)
@@ -266,6 +306,46 @@ class Sender:
         self.stats.loop_ms.append((time.perf_counter() - start) * 1e3)
         return out
 
+    def _resent(self, ts: int) -> list[bytes]:
+        out: list[bytes] = []
+        for ref_id in self._resend:
+            out += self.packets.reference(self._sent[ref_id], ts)
+        self._resend.clear()
+        return out
+
+    def _send_stream(
+        self, frame: np.ndarray, landmarks: np.ndarray | None, index: int, ts: int
+    ) -> list[bytes]:
+        """The stream mode: it sends whatever is in view, a face or not."""
+        assert self.stream_sender is not None
+        start = time.perf_counter()
+        out = self._resent(ts)
+        face = None
+        if landmarks is not None:
+            face = metrics.face_box(check_landmarks(landmarks), self.width, self.height)
+        sent = self.stream_sender.send(frame, index, ts, face)
+        self.stats.stream_bytes += sum(map(len, sent))
+        self.stats.stream_frames += int(bool(sent))
+        if self.stream_sender.shown is not None:
+            self.shown = self.stream_sender.shown
+        if self.controller is not None:
+            self.set_rung(self.controller.sent(sum(map(len, out + sent))))
+        self.stats.loop_ms.append((time.perf_counter() - start) * 1e3)
+        return out + sent
+
+    def _publish(self, codec: Codec, image: bytes, data: bytes, ts: int) -> tuple[int, list[bytes]]:
+        """Send a picture object of the stream mode; its id."""
+        self.ref_id = (self.ref_id + 1) % 256
+        ref = Reference(self.ref_id, codec, self.width, self.height, 0, image, data)
+        self._remember(ref)
+        self.stats.references += 1  # pictures and keys: reference objects on the wire
+        return self.ref_id, self.packets.reference(ref, ts)
+
+    def _remember(self, ref: Reference) -> None:
+        self._sent[ref.ref_id] = ref
+        while len(self._sent) > 8:
+            self._sent.popitem(last=False)
+
     def feedback(self, datagram: bytes) -> None:
         """A receiver's REQUEST: an intra next, a reference again, or a new one. Anything
         else (garbage, another stream's packets) is ignored."""
@@ -276,11 +356,16 @@ class Sender:
         request = packet.payload
         if packet.stream != self.stream or not isinstance(request, Request):
             return
+        stream = self.stream_sender
         if request.kind == RequestKind.INTRA:
+            if stream is not None:
+                stream.want_key()
             self._want_intra = True
         elif request.kind == RequestKind.REFERENCE and request.ref_id in self._sent:
             if request.ref_id not in self._resend:
                 self._resend.append(request.ref_id)  # the same bytes again
+        elif stream is not None:  # a picture no longer held: a new one, and a key on it
+            stream.want_picture()
         else:  # REFRESH, or a reference no longer held: a new one (it empties the bank)
             self._want_reference = True
 
@@ -314,9 +399,7 @@ class Sender:
         picture = decode_picture(self.reference_codec, image, (self.width, self.height))
         self.renderer.add_reference(self.ref_id, picture, landmarks)
         datagrams = self.packets.reference(ref, ts)
-        self._sent[self.ref_id] = ref
-        while len(self._sent) > 8:
-            self._sent.popitem(last=False)
+        self._remember(ref)
         self.stats.references += 1
         self.stats.reference_bytes += sum(map(len, datagrams))
         return datagrams
@@ -347,7 +430,7 @@ class Sender:
         self, frame: np.ndarray, points: np.ndarray, decoded: np.ndarray, shown: np.ndarray
     ) -> tuple[np.ndarray, list[tuple[Residual, np.ndarray]], float]:
         """Real pixels for the worst regions until the floor holds (nothing kept yet)."""
-        seq = self.packets.peek("keypoints")
+        seq = self.packets.peek("frames")
         patched = shown.copy()
         patches = []
         quality = 0.0
@@ -464,6 +547,7 @@ class Receiver:
         self._refresh = False
         self._newest: int | None = None  # id of the newest reference
         self._asks: set[int] = set()  # references refused: asked for again
+        self.streams = StreamReceiver()
         self._log = Throttle()
 
     def feed(self, datagram: bytes) -> bool:
@@ -489,10 +573,15 @@ class Receiver:
         return changed
 
     def _recover(self, event: object) -> None:
-        if isinstance(event, KeypointsReady):
+        if isinstance(event, FrameReady):
             self.tracker.break_chain()
             self._previous = None
-            if self.renderer is None or not self.renderer.has_reference(event.ref_id):
+            self.streams.broken()
+            if event.stream:
+                held = self.streams.has_key(event.ref_id)
+            else:
+                held = self.renderer is not None and self.renderer.has_reference(event.ref_id)
+            if not held:
                 self.tracker.forget_reference(event.ref_id)  # so that it is asked for
         elif isinstance(event, ResidualReady):
             self._refresh = True  # the bank now lacks what the sender's holds
@@ -516,8 +605,9 @@ class Receiver:
             return []
         self._packets.stream = self.tracker.stream
         last = self.frame_seq or 0
-        wanted = sorted({*self.tracker.wanted_references, *self._asks})
+        wanted = sorted({*self.tracker.wanted_references, *self._asks, *self.streams.missing})
         self._asks.clear()
+        self.streams.missing.clear()
         out = [self._packets.request(RequestKind.REFERENCE, ref, last, 0) for ref in wanted]
         if self._refresh:
             self._refresh = False
@@ -548,7 +638,9 @@ class Receiver:
             return False  # taken in by _accept_reference already
         if isinstance(event, ResidualReady):
             return self._residual(event.residual)
-        assert isinstance(event, KeypointsReady)
+        assert isinstance(event, FrameReady)
+        if event.stream:
+            return self._stream_frame(event)
         return self._keypoints(event)
 
     def _accept_reference(self, ref: Reference) -> bool:
@@ -577,7 +669,17 @@ class Receiver:
             raise BitstreamError(
                 f"reference of {ref.width}x{ref.height} exceeds {self.max_pixels} pixels"
             )
+        if ref.codec == Codec.AV1_STREAM:
+            self.streams.add_key(ref, size)
+            self.size = size
+            self.stats.references += 1
+            return
         picture = decode_picture(ref.codec, ref.image, size)
+        if not ref.keypoints:  # a picture of the stream mode: detail to fuse
+            self.streams.add_picture(ref.ref_id, picture)
+            self.size = size
+            self.stats.references += 1
+            return
         shape_symbols, vector = unpack_keypoint_data(self.model, ref.keypoints)
         shape = self.model.decode_reference(shape_symbols)
         landmarks = self.model.render_points(vector, ref.width, ref.height, shape)
@@ -596,7 +698,7 @@ class Receiver:
             del self._references[old]
         self.stats.references += 1
 
-    def _keypoints(self, event: KeypointsReady) -> bool:
+    def _keypoints(self, event: FrameReady) -> bool:
         held = self.renderer is not None and self.renderer.has_reference(event.ref_id)
         if self.renderer is None or not held or event.ref_id not in self._references:
             raise BitstreamError(f"keypoints name reference {event.ref_id}, not held")
@@ -606,6 +708,7 @@ class Receiver:
                 raise BitstreamError("predicted packet without its chain")
             values = values + self._previous
         q = self.model.check_symbols(values)
+        self.streams.broken()
         shape, _ = self._references[event.ref_id]
         r = self.renderer
         landmarks = self.model.render_points(q, r.width, r.height, shape)
@@ -617,6 +720,13 @@ class Receiver:
             del self._landmarks[old]
         while len(self._landmarks) > KEEP_LANDMARKS:  # after sequence jumps
             self._landmarks.popitem(last=False)
+        self.stats.frames += 1
+        return True
+
+    def _stream_frame(self, event: FrameReady) -> bool:
+        assert self.size is not None  # a key is held, so a reference fixed the size
+        self.picture = self.streams.frame(event, self.size)
+        self._previous, self._chain_ref, self.frame_seq = None, event.ref_id, event.seq
         self.stats.frames += 1
         return True
 

@@ -178,10 +178,18 @@ class BackgroundConfig(Section):
 
 class CodecConfig(Section):
     enabled: bool = Field(
-        False, description="Send the face as keypoints (the low-bandwidth codec) to `destination`"
+        False, description="Send the low-bandwidth face codec's stream to `destination`"
     )
     destination: Annotated[str, _accepted_by(parse_udp_uri)] = Field(
         "udp://127.0.0.1:5004", description="Where the keypoint stream goes: udp://HOST:PORT"
+    )
+    mode: Literal["hybrid", "keypoints"] = Field(
+        "hybrid",
+        description="hybrid: a low-resolution real stream fused with a sharp picture "
+        "(follows max_kbps); keypoints: the face mesh warp alone (follows floor)",
+    )
+    max_kbps: float = Field(
+        20.0, ge=4, le=400, description="The hybrid's rate, kbit/s (whole datagrams)"
     )
     floor: float = Field(
         0.80,

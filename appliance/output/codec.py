@@ -1,4 +1,4 @@
-"""The keypoint codec as a sink: the processed picture's lead face, sent over UDP.
+"""The face codec (hybrid or keypoints) as a sink: the processed picture's lead face, sent over UDP.
 
 Why a sink: the codec needs the final picture (after framing, background, super-
 resolution) and the faces mapped into it, which is exactly what sinks get. It owns one
@@ -42,6 +42,8 @@ class CodecSinkSettings:
 
     enabled: bool = False
     destination: str = "udp://127.0.0.1:5004"
+    mode: str = "hybrid"
+    max_kbps: float = 20.0
     floor: float = 0.80
     reference_quality: int = 40
     reference_codec: str = "av1"
@@ -53,6 +55,7 @@ class CodecSinkSettings:
             reference_quality=self.reference_quality,
             reference_codec=Codec[self.reference_codec.upper()],
             intra_period=self.intra_period,
+            target_kbps=self.max_kbps if self.mode == "hybrid" else None,
         )
 
 
@@ -156,7 +159,7 @@ class CodecSink(Sink):
             self.address = None  # resolved again before the next frame
             self._resolve_log = Throttle()
         self.settings, self.fps = settings, fps
-        self.sender = None  # the next frame starts a new stream with these settings
+        self._drop_sender()  # the next frame starts a new stream with these settings
         if settings.enabled:
             self._ready()
         else:
@@ -203,13 +206,16 @@ class CodecSink(Sink):
         if s is not None and (s.width, s.height) == (frame.width, frame.height):
             return s
         assert self.model is not None  # consume waits for it
+        self._drop_sender()
         settings = self.settings.codec()
         self.sender = s = Sender(frame.width, frame.height, self.fps, settings, self.model)
         self._start, self._index = frame.t_capture, -1
-        log.info(
-            "codec: stream %04x to %s, %dx%d, floor %.2f",
-            s.stream, self.settings.destination, frame.width, frame.height, settings.floor,
+        aim = (
+            f"hybrid at {settings.target_kbps:g} kbit/s" if settings.target_kbps
+            else f"keypoints, floor {settings.floor:.2f}"
         )  # fmt: skip
+        log.info("codec: stream %04x to %s, %dx%d, %s",
+                 s.stream, self.settings.destination, frame.width, frame.height, aim)  # fmt: skip
         return s
 
     def _index_for(self, frame: Frame) -> int:
@@ -282,9 +288,19 @@ class CodecSink(Sink):
             "requests": self.requests,
             "send_errors": self.send_errors,
             "last_quality": round(quality, 4) if math.isfinite(quality) else None,
-        }
+            "mode": self.settings.mode,
+            "rung": None if sender is None or sender.stream_sender is None
+            else sender.stream_sender.rung.name,
+        }  # fmt: skip
+
+    def _drop_sender(self) -> None:
+        if self.sender is not None:
+            self.sender.close()
+            self.sender = None
 
     def close(self) -> None:
+        if self.sender is not None:
+            self.sender.close()  # its encoders; its figures stay readable
         if self.sock is not None:
             self.sock.close()
             self.sock = None

@@ -16,8 +16,8 @@ from appliance.codec.bitstream import (
     BitstreamError,
     Codec,
     Fragment,
+    FrameReady,
     Keypoints,
-    KeypointsReady,
     Packet,
     Packetizer,
     PacketType,
@@ -57,6 +57,8 @@ def every_packet_kind() -> list[Packet]:
         Packet(PacketType.REFERENCE, STREAM, 17, 60_000, frag),
         Packet(PacketType.REFRESH_RESIDUAL, 0, 18, 3000, frag),
         Packet(PacketType.REQUEST, 65535, 1, 5, Request(RequestKind.REFERENCE, 9, 4242)),
+        Packet(PacketType.STREAM_INTRA, STREAM, 4, 40, Keypoints(7, b"")),
+        Packet(PacketType.STREAM_PREDICTED, STREAM, 5, 80, Keypoints(7, b"\x32\x10obus")),
     ]
 
 
@@ -64,7 +66,7 @@ def every_packet_kind() -> list[Packet]:
 def test_round_trip_per_packet_type(packet: Packet) -> None:
     data = pack(packet)
     assert parse(data) == packet
-    assert data[0] == 0x20 | packet.type  # version 2
+    assert data[0] == 0x30 | packet.type  # version 3
     assert struct.unpack(">HHH", data[1:7]) == (packet.stream, packet.seq, packet.timestamp)
 
 
@@ -92,7 +94,7 @@ def test_every_single_byte_corruption_and_truncation_is_rejected(packet: Packet)
         parse(data + b"\x00")
 
 
-def forge(kind: int, payload: bytes, version: int = 2) -> bytes:
+def forge(kind: int, payload: bytes, version: int = 3) -> bytes:
     """A datagram with a valid CRC around arbitrary fields."""
     head = struct.pack(">BHHH", (version << 4 | kind) & 0xFF, STREAM, 1, 2)
     return head + struct.pack(">I", zlib.crc32(payload, zlib.crc32(head))) + payload
@@ -106,7 +108,7 @@ def version_1(kind: int, payload: bytes) -> bytes:
 
 def test_semantically_bad_packets_with_valid_crc_are_rejected_clearly() -> None:
     cases = {
-        "version": forge(2, b"\x00", version=3),
+        "version": forge(2, b"\x00", version=2),
         "version 1": version_1(2, b"\x00\x01"),
         "type": forge(9, b"\x00"),
         "reference id": forge(2, b""),
@@ -158,7 +160,7 @@ def test_sequence_numbers_wrap() -> None:
     assert seq_diff(0, 65535) == 1 and seq_diff(65535, 0) == -1
     assert seq_diff(5, 5) == 0 and seq_diff(32767, 0) == 32767 and seq_diff(32768, 0) == -32768
     sender = Packetizer(STREAM)
-    sender._seq["keypoints"] = 65534
+    sender._seq["frames"] = 65534
     seqs = [parse(sender.keypoints(b"\x01", i == 0, 0, i)).seq for i in range(4)]
     assert seqs == [65534, 65535, 0, 1]
 
@@ -183,7 +185,7 @@ def test_objects_fragment_within_mtu_and_round_trip() -> None:
 def stream(frames: int, period: int = 10, start: int = 0) -> tuple[list[bytes], list[bytes]]:
     """A sender's reference datagrams and one keypoint datagram per frame."""
     sender = Packetizer(STREAM)
-    sender._seq["keypoints"] = start
+    sender._seq["frames"] = start
     refs = sender.reference(reference(), 0)
     frames_out = [
         sender.keypoints(bytes([i % 256, 7]), i % period == 0, 0, 33 * i % 65536)
@@ -193,7 +195,7 @@ def stream(frames: int, period: int = 10, start: int = 0) -> tuple[list[bytes], 
 
 
 def released(events: list) -> list[int]:
-    return [e.seq for e in events if isinstance(e, KeypointsReady)]
+    return [e.seq for e in events if isinstance(e, FrameReady)]
 
 
 def feed(tracker: Tracker, datagrams: list[bytes]) -> list:
@@ -287,7 +289,7 @@ def test_a_reference_that_never_completes_is_never_used() -> None:
     refs, frames = stream(50)
     tracker = Tracker(reference_hold=8)
     events = feed(tracker, refs[1:] + frames)
-    assert not any(isinstance(e, (ReferenceReady, KeypointsReady)) for e in events)
+    assert not any(isinstance(e, (ReferenceReady, FrameReady)) for e in events)
     assert tracker.wanted_references == [0]
     assert len(tracker._pending) <= 9
     events = feed(tracker, refs[:1] + Packetizer(STREAM).reference(reference(), 0))
@@ -366,7 +368,7 @@ def test_loss_duplication_reordering_and_garbage_never_break_a_chain() -> None:
             network[i], network[i + 1] = network[i + 1], network[i]
     tracker = Tracker(max_delay=3)
     events = feed(tracker, network)
-    out = [e for e in events if isinstance(e, KeypointsReady)]
+    out = [e for e in events if isinstance(e, FrameReady)]
     seqs = [e.seq for e in out]
     assert len(seqs) == len(set(seqs))
     assert all(seq_diff(b, a) > 0 for a, b in itertools.pairwise(seqs))
@@ -391,5 +393,5 @@ def test_the_specs_whole_packet_test_vector() -> None:
     """docs/codec-bitstream.md §8.5: a change here changes the bitstream (a new version)."""
     coded = bytes.fromhex("f3170c3d65e0d2bd")
     packet = Packet(PacketType.KEYPOINTS_INTRA, 0x1234, 7, 1000, Keypoints(2, coded))
-    assert pack(packet).hex() == "221234000703e89b29a82f02f3170c3d65e0d2bd"
-    assert parse(bytes.fromhex("221234000703e89b29a82f02f3170c3d65e0d2bd")) == packet
+    assert pack(packet).hex() == "321234000703e87d0e96b102f3170c3d65e0d2bd"
+    assert parse(bytes.fromhex("321234000703e87d0e96b102f3170c3d65e0d2bd")) == packet

@@ -71,9 +71,10 @@ def kinds(datagrams: list[tuple[bytes, tuple[str, int]]]) -> list[PacketType]:
     return [parse(d).type for d, _ in datagrams]
 
 
-def test_the_sink_streams_a_call_a_receiver_shows_exactly():
+@pytest.mark.parametrize("mode", ["keypoints", "hybrid"])
+def test_the_sink_streams_a_call_a_receiver_shows_exactly(mode):
     sock = listener()
-    sink = configured(sock.getsockname()[1])
+    sink = configured(sock.getsockname()[1], mode=mode)
     receiver = Receiver()
     try:
         for frame in frames(8):
@@ -94,12 +95,17 @@ def test_the_sink_streams_a_call_a_receiver_shows_exactly():
     assert stats["frames"] == 8 and stats["send_errors"] == 0 and stats["datagrams"] >= 9
     assert sink.sender is not None and stats["bytes"] == sink.sender.stats.total_bytes
     assert 0 < stats["kbps"] <= stats["bytes"] * 8 / 5 / 1000 + 0.01  # the last 5 s
-    assert stats["references"] >= 1 and stats["last_quality"] >= 0.90  # the default floor
+    assert stats["references"] >= 1 and stats["mode"] == mode
+    if mode == "keypoints":
+        assert stats["last_quality"] >= 0.90 and stats["rung"] is None  # the default floor
+    else:  # the rung the default rate starts on, no closed-loop figure
+        assert stats["rung"] is not None and stats["last_quality"] is None
 
 
 def test_a_request_sent_back_to_the_sink_brings_a_new_reference():
     sock = listener()
-    sink = configured(sock.getsockname()[1], floor=0.0)  # the loop alone never refreshes
+    # the loop alone never refreshes
+    sink = configured(sock.getsockname()[1], mode="keypoints", floor=0.0)
     clip = frames(3)
     try:
         sink.consume(clip[0])
@@ -174,12 +180,25 @@ def test_the_schema_refuses_a_destination_that_is_not_udp_host_port(bad):
 
 def test_frames_without_a_face_are_skipped_and_counted():
     sock = listener()
-    sink = configured(sock.getsockname()[1])
+    sink = configured(sock.getsockname()[1], mode="keypoints")
     try:
         faceless = Frame(frames(1)[0].image, 0)
         assert sink.consume(faceless) is False
         assert received(sock) == []
         assert sink.sender is not None and sink.sender.stats.skipped == 1
+    finally:
+        sink.close()
+        sock.close()
+
+
+def test_the_hybrid_sends_the_room_when_nobody_is_in_it():
+    sock = listener()
+    sink = configured(sock.getsockname()[1], mode="hybrid")
+    try:
+        faceless = Frame(frames(1)[0].image, 0)
+        assert sink.consume(faceless) is True
+        assert PacketType.STREAM_INTRA in kinds(received(sock))
+        assert sink.sender is not None and sink.sender.stats.skipped == 0
     finally:
         sink.close()
         sock.close()

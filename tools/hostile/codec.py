@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from appliance.codec.bitstream import (
+    VERSION,
     BitstreamError,
     Codec,
     Fragment,
@@ -191,6 +192,28 @@ def jpeg_bomb(width: int = 30000, height: int = 30000) -> bytes:
     return b"\xff\xd8\xff\xc0" + struct.pack(">H", 2 + len(sof)) + sof + b"\xff\xd9"
 
 
+def stream_key_bomb(width: int = 1920, height: int = 1088) -> bytes:
+    """A real AV1 stream key frame of ``width`` x ``height`` (flat grey: a few hundred
+    bytes), to be sent as a key that claims a small stream."""
+    import numpy as np
+
+    from appliance.codec.lowres import LowResEncoder
+
+    encoder = LowResEncoder((width, height), 63)
+    try:
+        return encoder.encode(np.full((height, width, 3), 128, np.uint8)).data
+    finally:
+        encoder.close()
+
+
+def forged_stream_key(image: bytes, frame: tuple[int, int], low: tuple[int, int]) -> list[bytes]:
+    """A stream key object (image codec 6) claiming a ``low`` stream of ``frame``."""
+    from appliance.codec.hybrid import pack_stream_key
+
+    return forged_reference(image, Codec.AV1_STREAM, *frame, ref_id=11,
+                            keypoints=pack_stream_key(0, low))  # fmt: skip
+
+
 def fragment_flood(big: int = 200, bounded: int = 254) -> list[bytes]:
     """Fragments of 32 distinct objects that never complete: first 64 KB ones of
     16 MB objects (what a receiver without an object bound holds: 16 x 13 MB), then
@@ -221,7 +244,7 @@ def garbage(count: int = 20_000, seed: int = 1, crc_valid: bool = False) -> list
             out.append(payload)
             continue
         kind = rng.choice([1, 2, 3, 4, 5, rng.randrange(16)])
-        head = struct.pack(">BHHH", 0x20 | kind, STREAM, rng.randrange(65536), 0)
+        head = struct.pack(">BHHH", VERSION << 4 | kind, STREAM, rng.randrange(65536), 0)
         out.append(head + struct.pack(">I", zlib.crc32(payload, zlib.crc32(head))) + payload)
     return out
 
@@ -242,6 +265,9 @@ def attacks(stream: list[list[bytes]]) -> dict[str, list[bytes]]:
         ),
         "WebP bomb at the stream's size": forged_reference(webp_bomb(), Codec.WEBP, WIDTH, HEIGHT),
         "JPEG bomb 30000x30000": forged_reference(jpeg_bomb(), Codec.JPEG, 30000, 30000),
+        "stream key of 1920x1088 claiming 48x36": forged_stream_key(
+            stream_key_bomb(), (WIDTH, HEIGHT), (48, 36)
+        ),
         "fragment flood": fragment_flood(),
         "oversized keypoint packets": oversized_keypoints(),
         "random garbage": garbage(),
@@ -267,6 +293,9 @@ def corpus_inputs() -> dict[str, list[bytes]]:
         "webp-bomb": forged_reference(webp_bomb(), Codec.WEBP, 16383, 16383),
         "webp-bomb-at-stream-size": forged_reference(webp_bomb(), Codec.WEBP, width, height),
         "jpeg-bomb": forged_reference(jpeg_bomb(), Codec.JPEG, 30000, 30000),
+        # a 1920x1088 key frame claiming a 48x36 stream: refused from its sequence header
+        "stream-key-bomb": forged_stream_key(stream_key_bomb(), (width, height), (48, 36)),
+        "stream-key-garbage": forged_stream_key(b"\x0a\x0b" + bytes(40), (width, height), (48, 36)),
     }
     inputs = {f"call-{name}": before + attack + after for name, attack in attacks.items()}
     inputs["fresh-png-bomb"] = attacks["png-bomb"]  # before any stream: the receiver's bound

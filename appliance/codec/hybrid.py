@@ -1,0 +1,277 @@
+"""The hybrid codec's stream mode: a low-resolution real stream fused with a
+high-resolution picture of the scene.
+
+On the wire (docs/codec-bitstream.md, version 3):
+
+- a **picture**: a REFERENCE object (AV1 key frame at full resolution) without keypoint
+  data: the detail the receiver transfers;
+- a **stream key**: a REFERENCE object of codec ``AV1_STREAM``: the low-resolution
+  stream's key frame, with the id of the picture it is fused with and its own size;
+- per frame one **frame packet** in the keypoint sequence space: ``STREAM_INTRA`` shows
+  the key frame its object carries, ``STREAM_PREDICTED`` carries the next frame's OBUs.
+  Chains, losses, REQUEST INTRA and REQUEST REFERENCE work exactly as for keypoints.
+
+The sender decodes its own stream and fuses it as the receiver will: where the picture
+no longer covers the face (the gate shows the real frame on most of it: the head turned,
+the light changed), it sends a new picture.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from appliance.codec.bitstream import (
+    HEADER_SIZE,
+    BitstreamError,
+    Codec,
+    FrameReady,
+    Packetizer,
+    Reference,
+)
+from appliance.codec.fusion import Fuser
+from appliance.codec.headers import picture_size
+from appliance.codec.lowres import MIN_SIDE, LowResDecoder, LowResEncoder, low_size
+
+STREAM_KEY = struct.Struct(">BHH")  # picture id, stream width, stream height
+REFRESH_SHARE = 0.5  # of the face box the picture still shows: below it, a new picture
+REFRESH_GAP_S = 2.0  # at most one new picture per this long (capture time)
+KEEP_PICTURES = 4
+KEEP_KEYS = 8
+Box = tuple[int, int, int, int]
+# (codec, image, extra data, capture time ms) -> (object id, datagrams)
+Publish = Callable[[Codec, bytes, bytes, int], tuple[int, list[bytes]]]
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One operating point of the stream mode."""
+
+    side: int  # the stream has about side x side pixels (0: the frame's size, no fusion)
+    qp: int  # the stream's constant quantizer, 0..63
+    step: int = 1  # a stream frame every ``step`` camera frames
+    picture_quality: int = 40  # the picture's, 1..100 (appliance.codec.pictures)
+
+    def __post_init__(self) -> None:
+        if self.side < 0 or not 0 <= self.qp <= 63 or self.step < 1:
+            raise ValueError(f"not a stream rung: {self}")
+        if not 1 <= self.picture_quality <= 100:
+            raise ValueError(f"picture quality must lie in 1..100, got {self.picture_quality}")
+
+    @property
+    def name(self) -> str:
+        size = f"{self.side}²" if self.side else "full"
+        return f"{size} q{self.qp}" + (f" every {self.step}" if self.step > 1 else "")
+
+
+def pack_stream_key(picture_id: int, size: tuple[int, int]) -> bytes:
+    return STREAM_KEY.pack(picture_id, *size)
+
+
+def unpack_stream_key(data: bytes, frame: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+    """(picture id, stream size) of a stream key's data, checked against the frame size."""
+    if len(data) != STREAM_KEY.size:
+        raise BitstreamError(f"stream key data is {len(data)} bytes, not {STREAM_KEY.size}")
+    picture_id, width, height = STREAM_KEY.unpack(data)
+    if width % 2 or height % 2 or min(width, height) < MIN_SIDE:
+        raise BitstreamError(f"stream size {width}x{height} is not even or below {MIN_SIDE}")
+    if width > frame[0] or height > frame[1]:
+        raise BitstreamError(f"stream of {width}x{height} exceeds its {frame[0]}x{frame[1]} frame")
+    return picture_id, (width, height)
+
+
+def face_share(gate: np.ndarray, box: Box | None, frame: tuple[int, int]) -> float:
+    """The mean of the gate (stream size) inside ``box`` (frame px; None: everywhere)."""
+    if box is None:
+        return float(gate.mean())
+    sx, sy = gate.shape[1] / frame[0], gate.shape[0] / frame[1]
+    x0, y0 = int(box[0] * sx), int(box[1] * sy)
+    x1, y1 = max(x0 + 1, math.ceil(box[2] * sx)), max(y0 + 1, math.ceil(box[3] * sy))
+    return float(gate[y0:y1, x0:x1].mean())
+
+
+class StreamSender:
+    """The camera's side of the stream mode, for one ``Rung``."""
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float,
+        rung: Rung,
+        packets: Packetizer,
+        publish: Publish,
+        picture_codec: Codec = Codec.AV1,
+    ) -> None:
+        self.width, self.height, self.fps = width, height, fps
+        self.packets, self.publish, self.picture_codec = packets, publish, picture_codec
+        self.picture_id: int | None = None
+        self.picture: np.ndarray | None = None
+        self.shown: np.ndarray | None = None
+        self.share = math.nan  # of the face the picture showed, last frame
+        self.bytes = {"picture": 0, "key": 0, "frames": 0}
+        self.counts = {"pictures": 0, "keys": 0, "frames": 0}
+        self._last_picture = -math.inf  # frame index
+        self._want_picture = True
+        self.retune(rung)
+
+    def retune(self, rung: Rung) -> None:
+        """Another rung from the next frame on (a new key frame; the picture stays)."""
+        self.rung = rung
+        self.size = low_size(self.width, self.height, rung.side)
+        self.encoder = LowResEncoder(self.size, rung.qp, self.fps / rung.step)
+        self.decoder = LowResDecoder(self.size)
+        self.fuser: Fuser | None = None
+        self.key_id: int | None = None
+        self._want_key = True
+        if self.picture is not None:
+            self.fuser = Fuser(self.picture, self.size)
+
+    def want_key(self) -> None:
+        self._want_key = True
+
+    def want_picture(self) -> None:
+        self._want_picture = True
+
+    def close(self) -> None:
+        self.encoder.close()
+
+    def send(self, frame: np.ndarray, index: int, ts: int, face: Box | None) -> list[bytes]:
+        """Datagrams for camera frame ``index`` (none between a rung's stream frames)."""
+        if index % self.rung.step:
+            return []
+        out: list[bytes] = []
+        if self._want_picture and self.size != (self.width, self.height):
+            out += self._new_picture(frame, index, ts)
+        coded = None if self._want_key else self.encoder.encode(frame)
+        room = self.packets.mtu - HEADER_SIZE - 1
+        if coded is None or coded.key or len(coded.data) > room:
+            # a predicted frame that does not fit one datagram goes as a key object
+            coded = self.encoder.encode(frame, key=True)
+            key_id, datagrams = self.publish(
+                Codec.AV1_STREAM, coded.data, pack_stream_key(self._picture_ref(), self.size), ts
+            )
+            self.key_id, self._want_key = key_id, False
+            self.bytes["key"] += sum(map(len, datagrams))
+            self.counts["keys"] += 1
+            out += datagrams
+            low = self.decoder.decode(coded.data, key=True)
+            datagram = self.packets.stream_frame(b"", True, key_id, ts)
+        else:
+            assert self.key_id is not None
+            low = self.decoder.decode(coded.data, key=False)
+            datagram = self.packets.stream_frame(coded.data, False, self.key_id, ts)
+        self.bytes["frames"] += len(datagram)
+        self.counts["frames"] += 1
+        out.append(datagram)
+        self._show(low, face, index)
+        return out
+
+    def _picture_ref(self) -> int:
+        # the full-size rung has no picture; the key names itself then (never fused)
+        return self.picture_id if self.picture_id is not None else 0
+
+    def _new_picture(self, frame: np.ndarray, index: int, ts: int) -> list[bytes]:
+        from appliance.codec.pictures import decode_picture, encode_picture
+
+        image = encode_picture(frame, self.rung.picture_quality, self.picture_codec)
+        self.picture_id, datagrams = self.publish(self.picture_codec, image, b"", ts)
+        self.picture = decode_picture(self.picture_codec, image, (self.width, self.height))
+        self.fuser = Fuser(self.picture, self.size)
+        self._want_picture, self._want_key = False, True
+        self._last_picture = index
+        self.bytes["picture"] += sum(map(len, datagrams))
+        self.counts["pictures"] += 1
+        return datagrams
+
+    def _show(self, low: np.ndarray, face: Box | None, index: int) -> None:
+        if self.fuser is None:
+            self.shown = cv2.resize(low, (self.width, self.height), interpolation=cv2.INTER_CUBIC)
+            return
+        self.shown, gate = self.fuser.fuse(low)
+        if self.fuser.native:
+            return
+        self.share = face_share(gate, face, (self.width, self.height))
+        since = index - self._last_picture
+        if self.share < REFRESH_SHARE and since >= REFRESH_GAP_S * self.fps:
+            self._want_picture = True
+
+
+class StreamReceiver:
+    """The far end of the stream mode: pictures and keys in, fused frames out."""
+
+    def __init__(self) -> None:
+        self.pictures: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.keys: OrderedDict[int, tuple[int, tuple[int, int], bytes]] = OrderedDict()
+        self.missing: set[int] = set()  # pictures a key names that are not held: ask
+        self._decoder: LowResDecoder | None = None
+        self._fuser: tuple[int, int, Fuser] | None = None  # picture id, key id, fuser
+        self._chain_key: int | None = None
+
+    def add_picture(self, ref_id: int, picture: np.ndarray) -> None:
+        self.pictures.pop(ref_id, None)
+        self.pictures[ref_id] = picture
+        while len(self.pictures) > KEEP_PICTURES:
+            self.pictures.popitem(last=False)
+        self.missing.discard(ref_id)
+        self._fuser = None
+
+    def add_key(self, ref: Reference, frame: tuple[int, int]) -> None:
+        """A stream key object, checked (sizes before any decoder, then decoded once)."""
+        picture_id, size = unpack_stream_key(ref.keypoints, frame)
+        declared = picture_size(Codec.AV1, ref.image)
+        if declared != size:
+            raise BitstreamError(f"stream key declares {declared}, its data says {size}")
+        LowResDecoder(size).decode(ref.image, key=True)
+        self.keys.pop(ref.ref_id, None)
+        self.keys[ref.ref_id] = (picture_id, size, ref.image)
+        while len(self.keys) > KEEP_KEYS:
+            self.keys.popitem(last=False)
+        if self._chain_key == ref.ref_id:  # the same id again, maybe new content
+            self._chain_key = None
+
+    def has_key(self, key_id: int) -> bool:
+        return key_id in self.keys
+
+    def frame(self, event: FrameReady, frame: tuple[int, int]) -> np.ndarray:
+        """The picture for a released stream frame packet; BitstreamError if it cannot
+        be decoded (the caller breaks the chain)."""
+        held = self.keys.get(event.ref_id)
+        if held is None:
+            raise BitstreamError(f"stream frame names key {event.ref_id}, not held")
+        picture_id, size, key_data = held
+        if event.intra:
+            if event.coded:
+                raise BitstreamError("a stream intra packet carries no data")
+            self._decoder = LowResDecoder(size)
+            low = self._decoder.decode(key_data, key=True)
+        else:
+            if self._decoder is None or self._chain_key != event.ref_id:
+                raise BitstreamError("predicted stream frame without its chain")
+            low = self._decoder.decode(event.coded, key=False)
+        self._chain_key = event.ref_id
+        return self._fuse(picture_id, event.ref_id, size, low, frame)
+
+    def broken(self) -> None:
+        self._decoder, self._chain_key = None, None
+
+    def _fuse(
+        self, picture_id: int, key_id: int, size: tuple[int, int], low: np.ndarray,
+        frame: tuple[int, int],
+    ) -> np.ndarray:  # fmt: skip
+        if size == frame:
+            return low
+        if self._fuser is None or self._fuser[:2] != (picture_id, key_id):
+            picture = self.pictures.get(picture_id)
+            if picture is None:
+                self.missing.add(picture_id)
+                return cv2.resize(low, frame, interpolation=cv2.INTER_CUBIC)
+            self._fuser = (picture_id, key_id, Fuser(picture, size))
+        fused, _ = self._fuser[2].fuse(low)
+        return fused

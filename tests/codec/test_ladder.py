@@ -1,0 +1,82 @@
+"""The hybrid's ladder and the controller that walks it, on made-up costs and on a real
+stream that changes rung mid-call."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from appliance.codec.ladder import LADDER, RateController, expected_kbps, start_rung
+from appliance.codec.session import CodecSettings, Receiver, Sender
+
+FPS = 25.0
+SIZE = (512, 512)
+
+
+def run(controller: RateController, kbps: float, seconds: float) -> list[int]:
+    """Feed frames costing ``kbps`` whatever the rung; the rung index after each."""
+    per_frame = round(kbps * 1000 / 8 / FPS)
+    out = []
+    for _ in range(round(seconds * FPS)):
+        controller.sent(per_frame)
+        out.append(controller.index)
+    return out
+
+
+def test_the_ladder_goes_from_cheap_to_rich():
+    costs = [expected_kbps(step, *SIZE, FPS) for step in LADDER]
+    assert costs == sorted(costs) and len(set(costs)) == len(costs)
+    assert start_rung(1.0, *SIZE, FPS) == 0  # nothing fits: the cheapest
+    assert start_rung(1e6, *SIZE, FPS) == len(LADDER) - 1
+    middle = start_rung(costs[3] + 0.1, *SIZE, FPS)
+    assert middle == 3
+
+
+def test_over_the_target_it_steps_down_one_rung_per_window_and_settles():
+    controller = RateController(60.0, *SIZE, FPS)
+    start = controller.index
+    # the content costs twice the table's figure at every rung: too rich for the target
+    indices = run(controller, 130.0, seconds=3.0)
+    assert indices[0] == start and min(indices) == start - 1  # one window, one step
+    assert all(abs(a - b) <= 1 for a, b in itertools.pairwise(indices))
+    assert controller.changes == 1
+
+
+def test_under_the_target_it_steps_up_while_the_next_rung_fits():
+    controller = RateController(200.0, *SIZE, FPS)
+    controller.index = 0  # started low (the stream was cheaper than feared)
+    cost = expected_kbps(LADDER[0], *SIZE, FPS)
+    indices = run(controller, cost, seconds=10.0)
+    assert indices[-1] > 0 and controller.changes >= 2
+    # never higher than the rung whose table cost fits under the target
+    assert max(indices) <= start_rung(200.0 * 0.8, *SIZE, FPS)
+
+
+def test_a_new_target_is_judged_at_once_and_bad_targets_are_refused():
+    controller = RateController(200.0, *SIZE, FPS)
+    run(controller, 190.0, seconds=2.0)
+    before = controller.index
+    controller.retarget(10.0)
+    controller.sent(round(190.0 * 1000 / 8 / FPS))
+    assert controller.index == before - 1
+    with pytest.raises(ValueError):
+        RateController(0.0, *SIZE, FPS)
+
+
+def test_a_call_changes_rung_mid_stream_and_the_receiver_follows_exactly(talking_head):
+    width, height = talking_head.size
+    sender = Sender(width, height, talking_head.fps, CodecSettings(target_kbps=12.0), stream=9)
+    receiver = Receiver()
+    rungs = []
+    for index, frame in enumerate(talking_head.frames[:60]):
+        if index == 30:
+            sender.controller.retarget(60.0)  # the network got better
+        for datagram in sender.send(frame, talking_head.landmarks[index], index):
+            receiver.feed(datagram)
+        assert np.array_equal(receiver.picture, sender.shown), f"frame {index}"
+        rungs.append(sender.stream_sender.rung)
+    sender.close()
+    assert len(set(rungs)) >= 2 and receiver.stats.errors == 0
+    assert sender.stream_sender.counts["keys"] >= 2  # a new rung starts with a key frame
