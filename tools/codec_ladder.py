@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     print("LADDER: tuple[Step, ...] = (")
     for row in rows:
         r = names[row["rung"]]
-        step = f", step={r.step}" if r.step > 1 else ""
+        step = f", fps={r.fps:g}" if r.fps else ""
+        step += f", picture_quality={r.picture_quality}" if r.picture_quality != 40 else ""
         print(f"    Step(Rung({r.side}, {r.qp}{step}), {row['kbps']:.1f}),  "
               f"# MS-SSIM {row['ms_ssim']:.4f}, on {row['clips_on_envelope']} of "
               f"{row['clips']} clips' envelopes")  # fmt: skip

@@ -64,13 +64,16 @@ class PacketType(IntEnum):
     REQUEST = 5  # receiver -> sender: send an intra, or resend a reference
     STREAM_INTRA = 6  # a low-resolution stream's key frame (its reference object) shown
     STREAM_PREDICTED = 7  # a low-resolution stream frame, predicted from seq - 1
+    REPORT = 8  # receiver -> sender: what arrived, for the sender's rate
+    STREAM_PART = 9  # the start of a stream frame too large for one datagram
 
 
 KEYPOINT_TYPES = (PacketType.KEYPOINTS_INTRA, PacketType.KEYPOINTS_PREDICTED)
-STREAM_TYPES = (PacketType.STREAM_INTRA, PacketType.STREAM_PREDICTED)
+STREAM_TYPES = (PacketType.STREAM_INTRA, PacketType.STREAM_PREDICTED, PacketType.STREAM_PART)
 # one packet per frame, in one sequence space: a chain of either kind starts at an intra
 FRAME_TYPES = KEYPOINT_TYPES + STREAM_TYPES
 INTRA_TYPES = (PacketType.KEYPOINTS_INTRA, PacketType.STREAM_INTRA)
+FEEDBACK_TYPES = (PacketType.REQUEST, PacketType.REPORT)  # receiver -> sender
 OBJECT_TYPES = (PacketType.REFERENCE, PacketType.REFRESH_RESIDUAL)
 
 
@@ -137,7 +140,21 @@ class Request:
     last_seq: int  # last keypoint seq the receiver decoded (informational)
 
 
-Payload = Keypoints | Fragment | Request
+@dataclass(frozen=True)
+class Report:
+    """What one receiver saw of a stream over ``interval_ms``: the sender's bandwidth
+    estimate follows it (appliance.codec.congestion)."""
+
+    interval_ms: int
+    bytes: int  # whole datagrams of the stream that arrived
+    received: int  # datagrams
+    lost: int  # datagrams missing from the sequence spaces
+    delay_ms: int  # how much the one-way delay grew over the interval (queues filling)
+
+
+_REPORT = struct.Struct(">HIHHh")
+
+Payload = Keypoints | Fragment | Request | Report
 
 
 @dataclass(frozen=True)
@@ -168,6 +185,13 @@ def _payload_bytes(packet: Packet) -> bytes:
         _check_fragment(p)
         head = FRAGMENT.pack(p.object_id, p.index, p.count, 0, p.length, p.crc)
         return head + bytes(p.chunk)
+    if packet.type == PacketType.REPORT and isinstance(p, Report):
+        if not -(1 << 15) <= p.delay_ms < 1 << 15:
+            raise BitstreamError(f"delay_ms must fit 16 bits, got {p.delay_ms}")
+        return _REPORT.pack(
+            _u(p.interval_ms, 16, "interval_ms"), _u(p.bytes, 32, "bytes"),
+            _u(p.received, 16, "received"), _u(p.lost, 16, "lost"), p.delay_ms,
+        )  # fmt: skip
     if packet.type == PacketType.REQUEST and isinstance(p, Request):
         kind = _u(int(p.kind), 8, "kind")
         return struct.pack(">BBH", kind, _u(p.ref_id, 8, "ref_id"), _u(p.last_seq, 16, "seq"))
@@ -220,6 +244,10 @@ def _parse_payload(ptype: PacketType, body: bytes) -> Payload:
         fragment = Fragment(object_id, index, count, length, crc, body[FRAGMENT_SIZE:])
         _check_fragment(fragment)
         return fragment
+    if ptype == PacketType.REPORT:
+        if len(body) != _REPORT.size:
+            raise BitstreamError(f"report payload must be {_REPORT.size} bytes, got {len(body)}")
+        return Report(*_REPORT.unpack(body))
     if len(body) != 4:
         raise BitstreamError(f"request payload must be 4 bytes, got {len(body)}")
     kind, ref_id, last_seq = struct.unpack(">BBH", body)
@@ -370,6 +398,14 @@ class Packetizer:
         kind = PacketType.STREAM_INTRA if intra else PacketType.STREAM_PREDICTED
         return self._frame(kind, data, key_id, timestamp)
 
+    def stream_frames(self, data: bytes, key_id: int, timestamp: int) -> list[bytes]:
+        """A predicted stream frame in as many frame packets as the MTU needs: parts,
+        then the packet that completes it."""
+        room = min(self.mtu, MTU) - HEADER_SIZE - 1
+        chunks = [data[i : i + room] for i in range(0, len(data), room)] or [b""]
+        parts = [self._frame(PacketType.STREAM_PART, c, key_id, timestamp) for c in chunks[:-1]]
+        return [*parts, self._frame(PacketType.STREAM_PREDICTED, chunks[-1], key_id, timestamp)]
+
     def _frame(self, kind: PacketType, data: bytes, ref_id: int, timestamp: int) -> bytes:
         seq = self._next("frames")
         return pack(Packet(kind, self.stream, seq, timestamp, Keypoints(ref_id, data)))
@@ -387,6 +423,10 @@ class Packetizer:
         payload = Request(kind, ref_id, last_seq)
         seq = self._next("requests")
         return pack(Packet(PacketType.REQUEST, self.stream, seq, timestamp, payload))
+
+    def report(self, report: Report, timestamp: int) -> bytes:
+        seq = self._next("requests")
+        return pack(Packet(PacketType.REPORT, self.stream, seq, timestamp, report))
 
     def _object(self, kind: PacketType, object_id: int, body: bytes, ts: int) -> list[bytes]:
         parts = fragments(object_id, body, self.mtu)
@@ -406,6 +446,7 @@ class FrameReady:
     ref_id: int
     coded: bytes
     stream: bool = False  # a low-resolution stream frame, not a keypoint vector
+    part: bool = False  # the start of a stream frame that the next packet(s) complete
 
 
 @dataclass(frozen=True)
@@ -530,7 +571,7 @@ class Tracker:
         self.stats.packets += 1
         if self.stream is None:
             self.stream = packet.stream
-        if packet.stream != self.stream or packet.type == PacketType.REQUEST:
+        if packet.stream != self.stream or packet.type in FEEDBACK_TYPES:
             self.stats.foreign += 1
             return []
         if packet.type in OBJECT_TYPES:
@@ -654,7 +695,8 @@ class Tracker:
         intra = _intra(packet)
         p = packet.payload
         stream = packet.type in STREAM_TYPES
-        out.append(FrameReady(seq, packet.timestamp, intra, p.ref_id, p.coded, stream))
+        part = packet.type == PacketType.STREAM_PART
+        out.append(FrameReady(seq, packet.timestamp, intra, p.ref_id, p.coded, stream, part))
 
     def _break(self) -> None:
         """The chain cannot continue: predicted packets wait for nothing but an intra."""

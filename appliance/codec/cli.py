@@ -67,13 +67,21 @@ def add_codec_parser(sub: argparse._SubParsersAction) -> None:
     enc = actions.add_parser("encode", help="a clip to a file of codec datagrams")
     enc.add_argument("clip", type=Path)
     enc.add_argument("-o", "--out", type=Path, required=True)
-    enc.add_argument("--floor", type=float, default=0.85, help="face MS-SSIM floor")
+    from appliance.config.schema import CodecConfig
+
+    floor = CodecConfig.model_fields["floor"].default  # one default: the config's
+    enc.add_argument("--floor", type=float, default=floor,
+                     help=f"face MS-SSIM floor (default {floor:g}, as codec.floor)")  # fmt: skip
     enc.add_argument("--quality", type=int, default=50,
                      help="reference quality, 1..100 (WebP's scale)")  # fmt: skip
     enc.add_argument("--reference-codec", choices=("av1", "webp"), default="av1")
+    enc.add_argument("--kbps", type=float,
+                     help="the hybrid at this rate (default: keypoints at --floor)")  # fmt: skip
     enc.add_argument("--frames", type=int)
-    demo = actions.add_parser("demo", help="camera / this codec / x264 at the same rate")
+    demo = actions.add_parser("demo", help="camera / the hybrid / x264 / AV1 at one rate")
+    demo.add_argument("clips", nargs="*", type=Path, help=clips_help)
     demo.add_argument("--out", type=Path, default=Path("docs/images"))
+    demo.add_argument("--kbps", type=float, default=8.0, help="the hybrid's rate")
     dec = actions.add_parser("decode", help="a file of codec datagrams to a video")
     dec.add_argument("packets", type=Path)
     dec.add_argument("-o", "--out", type=Path, required=True, help="video file (.mp4)")
@@ -108,6 +116,7 @@ def encode(args: argparse.Namespace) -> int:
             floor=args.floor,
             reference_quality=args.quality,
             reference_codec=Codec[args.reference_codec.upper()],
+            target_kbps=args.kbps,
         )
     except ValueError as exc:
         print(f"bad setting: {exc}", file=sys.stderr)
@@ -122,8 +131,18 @@ def encode(args: argparse.Namespace) -> int:
             face = points if np.isfinite(points).all() else None
             for datagram in sender.send(frame, face, index, clip.iris[index]):
                 f.write(_LENGTH.pack(len(datagram)) + datagram)
+    with out.open("ab") as f:
+        for datagram in sender.close():  # what the pacer still held
+            f.write(_LENGTH.pack(len(datagram)) + datagram)
     s = sender.stats
     n = len(clip.frames)
+    if sender.stream_sender is not None:
+        rungs = sender.controller.changes if sender.controller else 0
+        print(f"{out}: {n} frames, {s.total_bytes} bytes ({s.total_bytes / n:.0f} B/frame, "
+              f"{s.total_bytes * 8 * clip.fps / n / 1000:.1f} kbit/s): hybrid, last rung "
+              f"{sender.stream_sender.rung.name}, {rungs} rung changes, "
+              f"{sender.stream_sender.counts}")  # fmt: skip
+        return 0
     print(
         f"{out}: {n} frames, {s.total_bytes} bytes ({s.total_bytes / n:.0f} B/frame, "
         f"{s.total_bytes * 8 * clip.fps / n / 1000:.1f} kbit/s): keypoints "

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from appliance.codec.bitstream import (
-    HEADER_SIZE,
+    MAX_OBJECT,
     BitstreamError,
     Codec,
     FrameReady,
@@ -39,7 +39,8 @@ from appliance.codec.fusion import Fuser
 from appliance.codec.headers import picture_size
 from appliance.codec.lowres import MIN_SIDE, LowResDecoder, LowResEncoder, low_size
 
-STREAM_KEY = struct.Struct(">BHH")  # picture id, stream width, stream height
+STREAM_KEY = struct.Struct(">BBHH")  # flags, picture id, stream width, stream height
+NAMES_PICTURE = 0x01  # the flag: the key's frames are fused with the picture it names
 REFRESH_SHARE = 0.5  # of the face box the picture still shows: below it, a new picture
 REFRESH_GAP_S = 2.0  # at most one new picture per this long (capture time)
 KEEP_PICTURES = 4
@@ -55,35 +56,49 @@ class Rung:
 
     side: int  # the stream has about side x side pixels (0: the frame's size, no fusion)
     qp: int  # the stream's constant quantizer, 0..63
-    step: int = 1  # a stream frame every ``step`` camera frames
-    picture_quality: int = 40  # the picture's, 1..100 (appliance.codec.pictures)
+    # the stream's frame rate at most (0: the camera's); the camera's frames between
+    # are not sent (a rate, not a frame count: 15 fps is every second frame of a 30 fps
+    # camera and every frame of a 15 fps one)
+    fps: float = 0.0
+    # the picture's, 1..100 (appliance.codec.pictures); 0: no picture, the stream alone
+    # (at the lowest rates its bytes buy more as stream frames than as detail)
+    picture_quality: int = 40
 
     def __post_init__(self) -> None:
-        if self.side < 0 or not 0 <= self.qp <= 63 or self.step < 1:
+        if self.side < 0 or not 0 <= self.qp <= 63 or not 0 <= self.fps < 1000:
             raise ValueError(f"not a stream rung: {self}")
-        if not 1 <= self.picture_quality <= 100:
-            raise ValueError(f"picture quality must lie in 1..100, got {self.picture_quality}")
+        if not 0 <= self.picture_quality <= 100:
+            raise ValueError(f"picture quality must lie in 0..100, got {self.picture_quality}")
 
     @property
     def name(self) -> str:
         size = f"{self.side}²" if self.side else "full"
-        return f"{size} q{self.qp}" + (f" every {self.step}" if self.step > 1 else "")
+        picture = "" if self.picture_quality == 40 else f" picture {self.picture_quality}"
+        rate = f" at {self.fps:g} fps" if self.fps else ""
+        return f"{size} q{self.qp}{rate}{picture}"
+
+    def step(self, camera_fps: float) -> int:
+        """Send one camera frame in this many."""
+        return max(1, round(camera_fps / self.fps)) if self.fps else 1
 
 
-def pack_stream_key(picture_id: int, size: tuple[int, int]) -> bytes:
-    return STREAM_KEY.pack(picture_id, *size)
+def pack_stream_key(picture_id: int | None, size: tuple[int, int]) -> bytes:
+    if picture_id is None:
+        return STREAM_KEY.pack(0, 0, *size)
+    return STREAM_KEY.pack(NAMES_PICTURE, picture_id, *size)
 
 
-def unpack_stream_key(data: bytes, frame: tuple[int, int]) -> tuple[int, tuple[int, int]]:
-    """(picture id, stream size) of a stream key's data, checked against the frame size."""
+def unpack_stream_key(data: bytes, frame: tuple[int, int]) -> tuple[int | None, tuple[int, int]]:
+    """(picture id or None, stream size) of a stream key's data, checked against the
+    frame size."""
     if len(data) != STREAM_KEY.size:
         raise BitstreamError(f"stream key data is {len(data)} bytes, not {STREAM_KEY.size}")
-    picture_id, width, height = STREAM_KEY.unpack(data)
+    flags, picture_id, width, height = STREAM_KEY.unpack(data)
     if width % 2 or height % 2 or min(width, height) < MIN_SIDE:
         raise BitstreamError(f"stream size {width}x{height} is not even or below {MIN_SIDE}")
     if width > frame[0] or height > frame[1]:
         raise BitstreamError(f"stream of {width}x{height} exceeds its {frame[0]}x{frame[1]} frame")
-    return picture_id, (width, height)
+    return (picture_id if flags & NAMES_PICTURE else None), (width, height)
 
 
 def face_share(gate: np.ndarray, box: Box | None, frame: tuple[int, int]) -> float:
@@ -118,6 +133,8 @@ class StreamSender:
         self.bytes = {"picture": 0, "key": 0, "frames": 0}
         self.counts = {"pictures": 0, "keys": 0, "frames": 0}
         self._last_picture = -math.inf  # frame index
+        self._last_sent = -math.inf
+        self._index = 0
         self._want_picture = True
         self.retune(rung)
 
@@ -125,57 +142,65 @@ class StreamSender:
         """Another rung from the next frame on (a new key frame; the picture stays)."""
         self.rung = rung
         self.size = low_size(self.width, self.height, rung.side)
-        self.encoder = LowResEncoder(self.size, rung.qp, self.fps / rung.step)
+        self.step = rung.step(self.fps)
+        self.encoder = LowResEncoder(self.size, rung.qp, self.fps / self.step)
         self.decoder = LowResDecoder(self.size)
         self.fuser: Fuser | None = None
         self.key_id: int | None = None
         self._want_key = True
+        if not rung.picture_quality:
+            return
         if self.picture is not None:
             self.fuser = Fuser(self.picture, self.size)
+        else:
+            self._want_picture = True
 
     def want_key(self) -> None:
         self._want_key = True
 
     def want_picture(self) -> None:
-        self._want_picture = True
+        """A new picture (asked for by the receiver): at most one per REFRESH_GAP_S."""
+        if self._index - self._last_picture >= REFRESH_GAP_S * self.fps:
+            self._want_picture = True
 
     def close(self) -> None:
         self.encoder.close()
 
     def send(self, frame: np.ndarray, index: int, ts: int, face: Box | None) -> list[bytes]:
         """Datagrams for camera frame ``index`` (none between a rung's stream frames)."""
-        if index % self.rung.step:
+        if index - self._last_sent < self.step:  # the index may skip (frames dropped)
             return []
+        self._last_sent = self._index = index
         out: list[bytes] = []
-        if self._want_picture and self.size != (self.width, self.height):
-            out += self._new_picture(frame, index, ts)
+        picture: list[bytes] = []  # after the frame: the stream shows before it arrives
+        fused = self.rung.picture_quality and self.size != (self.width, self.height)
+        if self._want_picture and fused:
+            picture = self._new_picture(frame, index, ts)
         coded = None if self._want_key else self.encoder.encode(frame)
-        room = self.packets.mtu - HEADER_SIZE - 1
-        if coded is None or coded.key or len(coded.data) > room:
-            # a predicted frame that does not fit one datagram goes as a key object
+        if coded is None or coded.key:
             coded = self.encoder.encode(frame, key=True)
             key_id, datagrams = self.publish(
-                Codec.AV1_STREAM, coded.data, pack_stream_key(self._picture_ref(), self.size), ts
+                Codec.AV1_STREAM, coded.data, pack_stream_key(self._named(), self.size), ts
             )
             self.key_id, self._want_key = key_id, False
             self.bytes["key"] += sum(map(len, datagrams))
             self.counts["keys"] += 1
             out += datagrams
             low = self.decoder.decode(coded.data, key=True)
-            datagram = self.packets.stream_frame(b"", True, key_id, ts)
+            frame_packets = [self.packets.stream_frame(b"", True, key_id, ts)]
         else:
             assert self.key_id is not None
             low = self.decoder.decode(coded.data, key=False)
-            datagram = self.packets.stream_frame(coded.data, False, self.key_id, ts)
-        self.bytes["frames"] += len(datagram)
+            frame_packets = self.packets.stream_frames(coded.data, self.key_id, ts)
+        self.bytes["frames"] += sum(map(len, frame_packets))
         self.counts["frames"] += 1
-        out.append(datagram)
-        self._show(low, face, index)
-        return out
+        out += frame_packets
+        self._show(low, face, index, fresh=bool(picture))
+        return out + picture
 
-    def _picture_ref(self) -> int:
-        # the full-size rung has no picture; the key names itself then (never fused)
-        return self.picture_id if self.picture_id is not None else 0
+    def _named(self) -> int | None:
+        """The picture the stream is fused with (None: none, the stream alone)."""
+        return self.picture_id if self.fuser is not None else None
 
     def _new_picture(self, frame: np.ndarray, index: int, ts: int) -> list[bytes]:
         from appliance.codec.pictures import decode_picture, encode_picture
@@ -190,8 +215,11 @@ class StreamSender:
         self.counts["pictures"] += 1
         return datagrams
 
-    def _show(self, low: np.ndarray, face: Box | None, index: int) -> None:
-        if self.fuser is None:
+    def _show(self, low: np.ndarray, face: Box | None, index: int, fresh: bool) -> None:
+        """What the receiver shows: a picture sent with this very frame goes after its
+        frame packet (so the stream starts before the picture is through), so it is
+        fused from the next frame on."""
+        if self.fuser is None or fresh:
             self.shown = cv2.resize(low, (self.width, self.height), interpolation=cv2.INTER_CUBIC)
             return
         self.shown, gate = self.fuser.fuse(low)
@@ -208,13 +236,15 @@ class StreamReceiver:
 
     def __init__(self) -> None:
         self.pictures: OrderedDict[int, np.ndarray] = OrderedDict()
-        self.keys: OrderedDict[int, tuple[int, tuple[int, int], bytes]] = OrderedDict()
+        self.keys: OrderedDict[int, tuple[int | None, tuple[int, int], bytes]] = OrderedDict()
         self.missing: set[int] = set()  # pictures a key names that are not held: ask
         self._decoder: LowResDecoder | None = None
-        self._fuser: tuple[int, int, Fuser] | None = None  # picture id, key id, fuser
+        self._fuser: tuple[int | None, int, Fuser] | None = None  # picture id, key id, fuser
         self._chain_key: int | None = None
+        self._parts = b""  # the start of a frame that came in parts
 
     def add_picture(self, ref_id: int, picture: np.ndarray) -> None:
+        self.keys.pop(ref_id, None)  # ids are reused (mod 256): the newer object wins
         self.pictures.pop(ref_id, None)
         self.pictures[ref_id] = picture
         while len(self.pictures) > KEEP_PICTURES:
@@ -229,6 +259,7 @@ class StreamReceiver:
         if declared != size:
             raise BitstreamError(f"stream key declares {declared}, its data says {size}")
         LowResDecoder(size).decode(ref.image, key=True)
+        self.pictures.pop(ref.ref_id, None)
         self.keys.pop(ref.ref_id, None)
         self.keys[ref.ref_id] = (picture_id, size, ref.image)
         while len(self.keys) > KEEP_KEYS:
@@ -239,9 +270,9 @@ class StreamReceiver:
     def has_key(self, key_id: int) -> bool:
         return key_id in self.keys
 
-    def frame(self, event: FrameReady, frame: tuple[int, int]) -> np.ndarray:
-        """The picture for a released stream frame packet; BitstreamError if it cannot
-        be decoded (the caller breaks the chain)."""
+    def frame(self, event: FrameReady, frame: tuple[int, int]) -> np.ndarray | None:
+        """The picture for a released stream frame packet (None for a part of one);
+        BitstreamError if it cannot be decoded (the caller breaks the chain)."""
         held = self.keys.get(event.ref_id)
         if held is None:
             raise BitstreamError(f"stream frame names key {event.ref_id}, not held")
@@ -249,24 +280,32 @@ class StreamReceiver:
         if event.intra:
             if event.coded:
                 raise BitstreamError("a stream intra packet carries no data")
-            self._decoder = LowResDecoder(size)
+            self._decoder, self._parts = LowResDecoder(size), b""
             low = self._decoder.decode(key_data, key=True)
         else:
             if self._decoder is None or self._chain_key != event.ref_id:
                 raise BitstreamError("predicted stream frame without its chain")
-            low = self._decoder.decode(event.coded, key=False)
+            if event.part:
+                if len(self._parts) + len(event.coded) > MAX_OBJECT:
+                    raise BitstreamError(f"a stream frame of more than {MAX_OBJECT} bytes")
+                self._parts += event.coded
+                return None
+            data, self._parts = self._parts + event.coded, b""
+            low = self._decoder.decode(data, key=False)
         self._chain_key = event.ref_id
         return self._fuse(picture_id, event.ref_id, size, low, frame)
 
     def broken(self) -> None:
-        self._decoder, self._chain_key = None, None
+        self._decoder, self._chain_key, self._parts = None, None, b""
 
     def _fuse(
-        self, picture_id: int, key_id: int, size: tuple[int, int], low: np.ndarray,
+        self, picture_id: int | None, key_id: int, size: tuple[int, int], low: np.ndarray,
         frame: tuple[int, int],
     ) -> np.ndarray:  # fmt: skip
         if size == frame:
             return low
+        if picture_id is None:
+            return cv2.resize(low, frame, interpolation=cv2.INTER_CUBIC)
         if self._fuser is None or self._fuser[:2] != (picture_id, key_id):
             picture = self.pictures.get(picture_id)
             if picture is None:

@@ -45,6 +45,7 @@ from appliance.codec.bitstream import (
     PacketType,
     Reference,
     ReferenceReady,
+    Report,
     Request,
     RequestKind,
     Residual,
@@ -54,6 +55,7 @@ from appliance.codec.bitstream import (
     parse,
     seq_diff,
 )
+from appliance.codec.congestion import ArrivalMonitor, BandwidthEstimator
 from appliance.codec.entropy import EntropyError, decode_vector, encode_vector, scale_index
 from appliance.codec.hybrid import Rung, StreamReceiver, StreamSender
 from appliance.codec.keypoints import (
@@ -65,6 +67,7 @@ from appliance.codec.keypoints import (
     check_landmarks,
 )
 from appliance.codec.ladder import RateController
+from appliance.codec.pacer import Pacer
 from appliance.codec.pictures import decode_picture, encode_picture, reference_codecs
 from appliance.codec.render import REGIONS, FaceRenderer, region_box, region_mask
 from appliance.logs import Throttle
@@ -80,6 +83,10 @@ KEEP_LANDMARKS = 64  # decoded frames a residual may still name
 # what bad input raises while it is decoded; anything else is a bug, counted as a fault
 _BAD_INPUT = (BitstreamError, EntropyError, KeypointCodecError)
 HISTORY = 108_000  # per-frame figures kept
+# the stream mode answers the same REQUEST at most this often: its answer (a key, a
+# picture) is still on its way, and a burst of answers would fill the very queue that
+# delayed it
+ANSWER_GAP_S = 1.0
 KEYPOINT_DATA_FORMAT = 1
 _SHAPE_SCALE = scale_index(24.0)  # reference shape symbols: about +-24 steps of 1/128 cm
 _KEYPOINT_DATA = struct.Struct(">BH")  # format, coded shape length
@@ -224,11 +231,18 @@ class Sender:
         self._sent: OrderedDict[int, Reference] = OrderedDict()  # for REQUEST REFERENCE
         self._resend: list[int] = []
         self.stream_sender: StreamSender | None = None
+        self.pacer = Pacer(self.fps)
+        self._index = 0  # the last frame sent
+        self._answered: dict[tuple[int, int], int] = {}  # (kind, ref id) -> frame index
+        self._kinds: dict[int, Codec] = {}  # ref id -> what was last sent under it
         self.controller: RateController | None = None
+        self.estimator: BandwidthEstimator | None = None
         if self.settings.target_kbps is not None:
             self.controller = RateController(
                 self.settings.target_kbps, self.width, self.height, self.fps
             )
+            # the receiver's reports lower it below the user's cap when the network must
+            self.estimator = BandwidthEstimator(self.settings.target_kbps)
         self.set_rung(self.controller.rung if self.controller else self.settings.rung)
 
     def set_rung(self, rung: Rung | None) -> None:
@@ -248,10 +262,12 @@ class Sender:
             self.stream_sender.close()
             self.stream_sender.retune(rung)
 
-    def close(self) -> None:
-        """End the call's encoders."""
+    def close(self) -> list[bytes]:
+        """End the call's encoders; the datagrams the pacer still held (a file of the
+        call wants them; a live call may drop them)."""
         if self.stream_sender is not None:
             self.stream_sender.close()
+        return self.pacer.flush()
 
     def send(
         self,
@@ -316,22 +332,44 @@ class Sender:
     def _send_stream(
         self, frame: np.ndarray, landmarks: np.ndarray | None, index: int, ts: int
     ) -> list[bytes]:
-        """The stream mode: it sends whatever is in view, a face or not."""
+        """The stream mode: it sends whatever is in view, a face or not; pictures and keys
+        paced over the following frames."""
         assert self.stream_sender is not None
         start = time.perf_counter()
+        self._index = index
         out = self._resent(ts)
         face = None
         if landmarks is not None:
             face = metrics.face_box(check_landmarks(landmarks), self.width, self.height)
         sent = self.stream_sender.send(frame, index, ts, face)
-        self.stats.stream_bytes += sum(map(len, sent))
         self.stats.stream_frames += int(bool(sent))
         if self.stream_sender.shown is not None:
             self.shown = self.stream_sender.shown
         if self.controller is not None:
-            self.set_rung(self.controller.sent(sum(map(len, out + sent))))
+            self.set_rung(self.controller.sent(sum(map(len, out + sent)), index))
+        if self.estimator is not None:  # a rate to keep: objects paced to it
+            out = self.pacer.send(out + sent, self.estimator.kbps)
+        else:  # a fixed rung (an evaluation, a file): as fast as they come
+            out += sent
+        self.stats.stream_bytes += sum(map(len, out))  # what left, resends included
         self.stats.loop_ms.append((time.perf_counter() - start) * 1e3)
-        return out + sent
+        return out
+
+    def _answer(self, kind: RequestKind, ref_id: int) -> bool:
+        """Whether to answer this REQUEST now (stream mode: once per ANSWER_GAP_S, and
+        not while the object asked for is still in the pacer)."""
+        if self.stream_sender is None:
+            return True
+        if kind == RequestKind.REFERENCE and self.pacer.holds(PacketType.REFERENCE, ref_id):
+            return False
+        key = (kind, ref_id if kind == RequestKind.REFERENCE else 0)  # the rest: a hint
+        last = self._answered.get(key)
+        if last is not None and self._index - last < ANSWER_GAP_S * self.fps:
+            return False
+        self._answered[key] = self._index
+        while len(self._answered) > 64:
+            del self._answered[next(iter(self._answered))]
+        return True
 
     def _publish(self, codec: Codec, image: bytes, data: bytes, ts: int) -> tuple[int, list[bytes]]:
         """Send a picture object of the stream mode; its id."""
@@ -342,6 +380,7 @@ class Sender:
         return self.ref_id, self.packets.reference(ref, ts)
 
     def _remember(self, ref: Reference) -> None:
+        self._kinds[ref.ref_id] = ref.codec
         self._sent[ref.ref_id] = ref
         while len(self._sent) > 8:
             self._sent.popitem(last=False)
@@ -354,9 +393,17 @@ class Sender:
         except BitstreamError:
             return
         request = packet.payload
-        if packet.stream != self.stream or not isinstance(request, Request):
+        if packet.stream != self.stream:
+            return
+        if isinstance(request, Report):
+            if self.estimator is not None and self.controller is not None:
+                self.controller.retarget(self.estimator.update(request))
+            return
+        if not isinstance(request, Request):
             return
         stream = self.stream_sender
+        if not self._answer(request.kind, request.ref_id):
+            return
         if request.kind == RequestKind.INTRA:
             if stream is not None:
                 stream.want_key()
@@ -364,8 +411,15 @@ class Sender:
         elif request.kind == RequestKind.REFERENCE and request.ref_id in self._sent:
             if request.ref_id not in self._resend:
                 self._resend.append(request.ref_id)  # the same bytes again
-        elif stream is not None:  # a picture no longer held: a new one, and a key on it
-            stream.want_picture()
+        elif stream is not None:
+            # a key or picture no longer held: a new one of its kind; REFRESH (an object
+            # was lost) is answered with a key, the stream's cheapest fresh start
+            if request.kind == RequestKind.REFERENCE and self._kinds.get(request.ref_id) != (
+                Codec.AV1_STREAM
+            ):
+                stream.want_picture()
+            else:
+                stream.want_key()
         else:  # REFRESH, or a reference no longer held: a new one (it empties the bank)
             self._want_reference = True
 
@@ -548,13 +602,15 @@ class Receiver:
         self._newest: int | None = None  # id of the newest reference
         self._asks: set[int] = set()  # references refused: asked for again
         self.streams = StreamReceiver()
+        self.arrivals = ArrivalMonitor()
         self._log = Throttle()
 
-    def feed(self, datagram: bytes) -> bool:
+    def feed(self, datagram: bytes, now: float | None = None) -> bool:
         """True when the picture changed. Never raises: bad input is counted (``stats``),
-        and so is any other exception (``faults``), and the state stays as it was."""
+        and so is any other exception (``faults``), and the state stays as it was.
+        ``now``: the arrival time, s (default: the monotonic clock), for the reports."""
         try:
-            self._watch_objects(datagram)
+            self._watch_objects(datagram, time.monotonic() if now is None else now)
             events = self.tracker.feed(datagram)
         except Exception as exc:  # a bug: one datagram must not end the call
             self._fault(exc)
@@ -601,9 +657,13 @@ class Receiver:
     def requests(self, now: float | None = None) -> list[bytes]:
         """REQUEST datagrams for the sender, at most one round per ``request_interval``."""
         now = time.monotonic() if now is None else now
-        if now - self._last_request < self.request_interval or self.tracker.stream is None:
+        if self.tracker.stream is None:
             return []
         self._packets.stream = self.tracker.stream
+        report = self.arrivals.report(now * 1000.0)
+        reports = [] if report is None else [self._packets.report(report, 0)]
+        if now - self._last_request < self.request_interval:
+            return reports
         last = self.frame_seq or 0
         wanted = sorted({*self.tracker.wanted_references, *self._asks, *self.streams.missing})
         self._asks.clear()
@@ -612,22 +672,23 @@ class Receiver:
         if self._refresh:
             self._refresh = False
             out.append(self._packets.request(RequestKind.REFRESH, self._chain_ref or 0, last, 0))
-        elif self.tracker.wants_intra:
+        if self.tracker.wants_intra:
             out.append(self._packets.request(RequestKind.INTRA, self._chain_ref or 0, last, 0))
         if out:
             self._last_request = now
             self.stats.requests += len(out)
-        return out
+        return reports + out
 
-    def _watch_objects(self, datagram: bytes) -> None:
+    def _watch_objects(self, datagram: bytes, now: float) -> None:
         """A lost residual leaves this receiver's bank short of the sender's: ask for a
-        new reference, which empties both."""
+        new reference, which empties both. And what arrived when, for the reports."""
         try:
             packet = parse(datagram)
         except BitstreamError:
             return
         if self.tracker.stream is not None and packet.stream != self.tracker.stream:
             return
+        self.arrivals.arrived(packet, len(datagram), now * 1000.0)
         if packet.type in (PacketType.REFERENCE, PacketType.REFRESH_RESIDUAL):
             self._gaps.object_seen(packet.seq)
         if self._gaps.tick():
@@ -725,8 +786,11 @@ class Receiver:
 
     def _stream_frame(self, event: FrameReady) -> bool:
         assert self.size is not None  # a key is held, so a reference fixed the size
-        self.picture = self.streams.frame(event, self.size)
-        self._previous, self._chain_ref, self.frame_seq = None, event.ref_id, event.seq
+        picture = self.streams.frame(event, self.size)
+        self._previous, self._chain_ref = None, event.ref_id
+        if picture is None:  # a part: the frame is not complete yet
+            return False
+        self.picture, self.frame_seq = picture, event.seq
         self.stats.frames += 1
         return True
 

@@ -181,7 +181,7 @@ class CodecConfig(Section):
         False, description="Send the low-bandwidth face codec's stream to `destination`"
     )
     destination: Annotated[str, _accepted_by(parse_udp_uri)] = Field(
-        "udp://127.0.0.1:5004", description="Where the keypoint stream goes: udp://HOST:PORT"
+        "udp://127.0.0.1:5004", description="Where the codec's stream goes: udp://HOST:PORT"
     )
     mode: Literal["hybrid", "keypoints"] = Field(
         "hybrid",

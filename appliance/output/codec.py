@@ -289,6 +289,8 @@ class CodecSink(Sink):
             "send_errors": self.send_errors,
             "last_quality": round(quality, 4) if math.isfinite(quality) else None,
             "mode": self.settings.mode,
+            "estimate_kbps": None if sender is None or sender.estimator is None
+            else round(sender.estimator.kbps, 1),
             "rung": None if sender is None or sender.stream_sender is None
             else sender.stream_sender.rung.name,
         }  # fmt: skip

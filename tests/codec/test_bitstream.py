@@ -110,7 +110,7 @@ def test_semantically_bad_packets_with_valid_crc_are_rejected_clearly() -> None:
     cases = {
         "version": forge(2, b"\x00", version=2),
         "version 1": version_1(2, b"\x00\x01"),
-        "type": forge(9, b"\x00"),
+        "type": forge(12, b"\x00"),
         "reference id": forge(2, b""),
         "fragment header": forge(1, b"\x00" * 5),
         "fragment 2 of 1": forge(1, struct.pack(">BBBBII", 0, 2, 1, 0, 4, 0) + b"abcd"),

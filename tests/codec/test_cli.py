@@ -115,14 +115,14 @@ def test_the_codec_bench_reports_each_part(capsys):
     assert result["hybrid_bytes_per_frame"] > 0
 
 
-def test_the_demo_picture_has_a_row_per_moment_and_three_columns(tmp_path):
+def test_the_demo_picture_has_a_row_per_clip_and_four_columns(tmp_path):
     import cv2
 
     from appliance.codec.demo import TILE, demo
 
-    path = demo(tmp_path, clips=("lp_d20",), frames=24)
+    path = demo(tmp_path, clips=[DATA / "clips" / "lp_d20.mp4"], frames=24)
     image = cv2.imread(str(path))
-    assert image.shape[:2] == (3 * TILE, 3 * TILE)  # camera | keypoints | x264, 3 moments
+    assert image.shape[:2] == (TILE, 4 * TILE)  # camera | hybrid | x264 | AV1
 
 
 def test_forged_time_jumps_are_not_filled_with_hours_of_video():

@@ -121,7 +121,7 @@ def test_the_receiver_shows_exactly_what_the_sender_fused(talking_head):
 
 def test_a_coarser_rung_costs_fewer_bits(talking_head):
     fine = run_stream(talking_head, Rung(120, 40), frames=30)[0]
-    coarse = run_stream(talking_head, Rung(120, 60, step=2), frames=30)[0]
+    coarse = run_stream(talking_head, Rung(120, 60, fps=12.5), frames=30)[0]
     assert coarse.stats.total_bytes < fine.stats.total_bytes
     assert coarse.stream_sender is not None and coarse.stream_sender.counts["frames"] == 15
 
@@ -189,3 +189,28 @@ def test_a_version_2_datagram_is_refused_by_name():
     datagram[0] = 2 << 4 | PacketType.KEYPOINTS_INTRA
     with pytest.raises(BitstreamError, match="unsupported version 2"):
         parse(bytes(datagram))
+
+
+def test_a_rung_without_a_picture_sends_the_stream_alone(talking_head):
+    sender, receiver, shown = run_stream(talking_head, Rung(120, 56, picture_quality=0), 20)
+    stream = sender.stream_sender
+    assert stream is not None and stream.counts["pictures"] == 0 and stream.bytes["picture"] == 0
+    assert receiver.streams.pictures == {} and not receiver.streams.missing  # nothing asked
+    assert shown[-1].shape == (480, 480, 3)
+
+
+def test_a_frame_larger_than_a_datagram_goes_in_parts(talking_head):
+    width, height = talking_head.size
+    settings = CodecSettings(rung=Rung(240, 30), mtu=200)  # fine frames, small datagrams
+    sender = Sender(width, height, talking_head.fps, settings, stream=0x5050)
+    receiver = Receiver()
+    kinds = []
+    for index, frame in enumerate(talking_head.frames[:12]):
+        for datagram in sender.send(frame, talking_head.landmarks[index], index):
+            assert len(datagram) <= 200
+            kinds.append(parse(datagram).type)
+            receiver.feed(datagram)
+        assert np.array_equal(receiver.picture, sender.shown), f"frame {index}"
+    sender.close()
+    assert PacketType.STREAM_PART in kinds and sender.stream_sender.counts["keys"] == 1
+    assert receiver.stats.frames == 12 and receiver.stats.errors == 0
