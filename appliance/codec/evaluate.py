@@ -40,7 +40,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +294,6 @@ def summarize(points: Sequence[Point], akd_computed: bool = True) -> dict[str, o
     (``akd_computed`` False: the tracker is not repeatable there) the low end is judged
     on face MS-SSIM alone, and the summary says so."""
     out: dict[str, object] = {"metric": METRIC, "akd_computed": akd_computed}
-    points = with_hybrid(points)
     codecs = sorted({p.codec for p in points})
     for ref in ("x264", "av1"):
         reference = curve(points, ref)
@@ -317,14 +316,6 @@ def summarize(points: Sequence[Point], akd_computed: bool = True) -> dict[str, o
         if len(curve(points, ref)[0]) >= 2:
             out.update(_low_end(points, low, ref, akd_computed))
     return out
-
-
-def with_hybrid(points: Sequence[Point]) -> list[Point]:
-    """The points, the keypoint mode's also counted as the hybrid's: the hybrid runs it
-    below its ladder, so its curve is the best of both (the envelope keeps the best)."""
-    if not any(p.codec == "hybrid" for p in points):
-        return list(points)
-    return [*points, *(replace(p, codec="hybrid") for p in points if p.codec == "keypoints")]
 
 
 def below(points: Sequence[Point], ours: str, ref: str) -> list[dict[str, float]]:

@@ -3,7 +3,7 @@
 A keypoint warp cannot show what the reference does not (teeth, a blink, a hand, new
 light); a few real pixels can. At these sizes a picture is cheap: a 128x128 SVT-AV1
 inter frame costs 20 to 60 bytes, and upscaled it scores a face MS-SSIM that AV1 at the
-full size needs about twice the bits for (docs/codec.md, "The hybrid").
+full size needs about twice the bits for (docs/codec.md, "How the hybrid works").
 
 Rate control is ours, not SVT-AV1's: its CBR mode starves the first key frame at these
 sizes (116 bytes for a 96x96 key frame asked for 2 kbit/s, then every frame at the

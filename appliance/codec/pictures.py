@@ -183,6 +183,8 @@ def bgr_from_yuv420(frame: Any) -> np.ndarray:
     exactly the sender's picture, on whatever machine each runs. AV1 decoding itself is
     bit-exact by the standard; this keeps the picture so up to the pixels.
     """
+    if frame.format.name != "yuv420p":  # 8-bit 4:2:0 is all a sender makes
+        raise BitstreamError(f"a {frame.format.name} picture; only yuv420p is decoded")
     width, height = frame.width, frame.height
     chroma = ((width + 1) // 2, (height + 1) // 2)
     planes = []
