@@ -22,7 +22,7 @@ from appliance.codec.fusion import Fuser
 from appliance.codec.hybrid import Rung, pack_stream_key, unpack_stream_key
 from appliance.codec.lowres import LowResDecoder, LowResEncoder, low_size
 from appliance.codec.session import CodecSettings, Receiver, Sender
-from tests.codec.test_session import LossyChannel
+from tests.codec.test_session import lossy_call
 
 RUNG = Rung(side=120, qp=56)
 
@@ -130,19 +130,8 @@ def test_the_stream_survives_loss_reordering_and_garbage(talking_head):
     width, height = talking_head.size
     sender = Sender(width, height, talking_head.fps, CodecSettings(rung=RUNG), stream=0x0BAD)
     receiver = Receiver(request_interval=0.2)
-    channel = LossyChannel(seed=5)
-    lossy_until, exact_after = 40, None
-    for index, frame in enumerate(talking_head.frames[:80]):
-        sent = sender.send(frame, talking_head.landmarks[index], index)
-        for datagram in channel.pass_(sent, index < lossy_until):
-            receiver.feed(datagram)  # must never raise
-        for request in receiver.requests(now=index / talking_head.fps):
-            sender.feedback(request)
-        same = receiver.picture is not None and np.array_equal(receiver.picture, sender.shown)
-        if index >= lossy_until and same and exact_after is None:
-            exact_after = index
-        if exact_after is not None:
-            assert same, f"frame {index}: the receiver drifted again after recovering"
+    lossy_until = 40
+    exact_after = lossy_call(sender, receiver, talking_head, lossy_until, seed=5, frames=80)
     sender.close()
     assert receiver.tracker.stats.garbage > 0 and receiver.stats.requests > 0
     assert receiver.stats.faults == 0

@@ -111,26 +111,36 @@ class LossyChannel:
         return out
 
 
-def test_loss_duplication_reordering_and_garbage_never_break_the_receiver(talking_head):
-    width, height = talking_head.size
-    settings = CodecSettings(floor=FLOOR, intra_period=15)
-    sender = Sender(width, height, talking_head.fps, settings, stream=0x0BAD)
-    receiver = Receiver(request_interval=0.2)
-    channel = LossyChannel(seed=3)
-    lossy_until = 60
+def lossy_call(
+    sender: Sender, receiver: Receiver, clip, lossy_until: int, seed: int,
+    frames: int | None = None,
+) -> int | None:  # fmt: skip
+    """The clip through a ``LossyChannel`` until frame ``lossy_until``, then a clean one,
+    REQUESTs answered; the first frame from which the receiver shows exactly the
+    sender's picture again (and keeps doing so), or None."""
+    channel = LossyChannel(seed)
     exact_after = None
-    for index, (frame, points) in enumerate(zip(talking_head.frames, talking_head.landmarks,
-                                                strict=True)):  # fmt: skip
-        sent = sender.send(frame, points, index, talking_head.iris[index])
+    for index, frame in enumerate(clip.frames[:frames]):
+        sent = sender.send(frame, clip.landmarks[index], index, clip.iris[index])
         for datagram in channel.pass_(sent, index < lossy_until):
             receiver.feed(datagram)  # must never raise
-        for request in receiver.requests(now=index / talking_head.fps):
+        for request in receiver.requests(now=index / clip.fps):
             sender.feedback(request)
         same = receiver.picture is not None and np.array_equal(receiver.picture, sender.shown)
         if index >= lossy_until and same and exact_after is None:
             exact_after = index
         if exact_after is not None:
             assert same, f"frame {index}: the receiver drifted again after recovering"
+    return exact_after
+
+
+def test_loss_duplication_reordering_and_garbage_never_break_the_receiver(talking_head):
+    width, height = talking_head.size
+    settings = CodecSettings(floor=FLOOR, intra_period=15)
+    sender = Sender(width, height, talking_head.fps, settings, stream=0x0BAD)
+    receiver = Receiver(request_interval=0.2)
+    lossy_until = 60
+    exact_after = lossy_call(sender, receiver, talking_head, lossy_until, seed=3)
     t = receiver.tracker.stats
     assert t.garbage > 0 and t.duplicates > 0  # the channel really was bad ...
     assert receiver.stats.requests > 0  # ... the receiver asked for help ...
