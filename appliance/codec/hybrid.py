@@ -128,7 +128,9 @@ class StreamSender:
         self.packets, self.publish, self.picture_codec = packets, publish, picture_codec
         self.picture_id: int | None = None
         self.picture: np.ndarray | None = None
-        self.shown: np.ndarray | None = None
+        self._low: np.ndarray | None = None  # the last stream frame, decoded
+        self._fused_now = False  # whether it is fused (a picture sent before it)
+        self._shown: np.ndarray | None = None
         self.share = math.nan  # of the face the picture showed, last frame
         self.bytes = {"picture": 0, "key": 0, "frames": 0}
         self.counts = {"pictures": 0, "keys": 0, "frames": 0}
@@ -140,6 +142,7 @@ class StreamSender:
 
     def retune(self, rung: Rung) -> None:
         """Another rung from the next frame on (a new key frame; the picture stays)."""
+        _ = self.shown  # the last frame's picture, made while its stream is still the one
         self.rung = rung
         self.size = low_size(self.width, self.height, rung.side)
         self.step = rung.step(self.fps)
@@ -215,17 +218,26 @@ class StreamSender:
         self.counts["pictures"] += 1
         return datagrams
 
-    def _show(self, low: np.ndarray, face: Box | None, index: int, fresh: bool) -> None:
-        """What the receiver shows: a picture sent with this very frame goes after its
-        frame packet (so the stream starts before the picture is through), so it is
+    @property
+    def shown(self) -> np.ndarray | None:
+        """What the receiver shows for the last stream frame, made when asked (the call
+        itself needs only the coverage): a picture sent with this very frame goes after
+        its frame packet (so the stream starts before the picture is through), so it is
         fused from the next frame on."""
-        if self.fuser is None or fresh:
-            self.shown = cv2.resize(low, (self.width, self.height), interpolation=cv2.INTER_CUBIC)
+        if self._shown is None and self._low is not None:
+            if self._fused_now and self.fuser is not None:
+                self._shown = self.fuser.fuse(self._low)[0]
+            else:
+                full = (self.width, self.height)
+                self._shown = cv2.resize(self._low, full, interpolation=cv2.INTER_CUBIC)
+        return self._shown
+
+    def _show(self, low: np.ndarray, face: Box | None, index: int, fresh: bool) -> None:
+        self._low, self._shown = low, None
+        self._fused_now = self.fuser is not None and not fresh
+        if self.fuser is None or fresh or self.fuser.native:
             return
-        self.shown, gate = self.fuser.fuse(low)
-        if self.fuser.native:
-            return
-        self.share = face_share(gate, face, (self.width, self.height))
+        self.share = face_share(self.fuser.coverage(low), face, (self.width, self.height))
         since = index - self._last_picture
         if self.share < REFRESH_SHARE and since >= REFRESH_GAP_S * self.fps:
             self._want_picture = True

@@ -224,7 +224,7 @@ class Sender:
         self.renderer = FaceRenderer(self.width, self.height)
         self.stats = SenderStats()
         self.ref_id = -1
-        self.shown: np.ndarray | None = None  # what the receiver shows for the last frame
+        self._shown: np.ndarray | None = None  # keypoints: the receiver's last picture
         self._since_intra = 0
         self._want_intra = False
         self._want_reference = True
@@ -244,6 +244,14 @@ class Sender:
             # the receiver's reports lower it below the user's cap when the network must
             self.estimator = BandwidthEstimator(self.settings.target_kbps)
         self.set_rung(self.controller.rung if self.controller else self.settings.rung)
+
+    @property
+    def shown(self) -> np.ndarray | None:
+        """What the receiver shows for the last frame sent (stream mode: made when
+        asked; the call does not need it)."""
+        if self.stream_sender is not None and self.stream_sender.shown is not None:
+            return self.stream_sender.shown
+        return self._shown
 
     def set_rung(self, rung: Rung | None) -> None:
         """Keypoints (None) or the stream mode at ``rung``, from the next frame on."""
@@ -318,7 +326,7 @@ class Sender:
         for residual, patch in patches:
             self.renderer.paste(None, residual.region, patch, _corners(residual.box), decoded)
             out += self._residual(residual, ts)
-        self.shown = shown
+        self._shown = shown
         self.stats.loop_ms.append((time.perf_counter() - start) * 1e3)
         return out
 
@@ -343,8 +351,6 @@ class Sender:
             face = metrics.face_box(check_landmarks(landmarks), self.width, self.height)
         sent = self.stream_sender.send(frame, index, ts, face)
         self.stats.stream_frames += int(bool(sent))
-        if self.stream_sender.shown is not None:
-            self.shown = self.stream_sender.shown
         if self.controller is not None:
             self.set_rung(self.controller.sent(sum(map(len, out + sent)), index))
         if self.estimator is not None:  # a rate to keep: objects paced to it
