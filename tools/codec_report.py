@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.codec import metrics
-from appliance.codec.evaluate import Point, _plot_all, below, curve
+from appliance.codec.evaluate import Point, below, curve, plot_all
 
 LOW_END_KBPS = 12.0
 BD_RANGE = (5.0, 40.0)
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  worse than AV1 at {w['kbps']:.1f} kbit/s: {_f(w['av1'])} vs {_f(w['hybrid'])}"
             )
     if args.plots:
-        _plot_all(results, args.plots)
+        plot_all(results, args.plots)
     if args.json:
         args.json.write_text(json.dumps(results))
     return 0

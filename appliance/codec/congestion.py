@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from appliance.codec.bitstream import FRAME_TYPES, SEQ_MOD, Packet, Report, seq_diff
 
 REPORT_INTERVAL_S = 0.5
@@ -116,14 +118,11 @@ class ArrivalMonitor:
         """The delay's least-squares slope over the interval, times its length."""
         if len(self._delays) < 3:
             return 0.0
-        times = [t for t, _ in self._delays]
-        delays = [d for _, d in self._delays]
-        mean_t, mean_d = sum(times) / len(times), sum(delays) / len(delays)
-        spread = sum((t - mean_t) ** 2 for t in times)
-        if spread <= 0:
+        times, delays = np.asarray(self._delays, np.float64).T
+        if np.ptp(times) <= 0:
             return 0.0
-        slope = sum((t - mean_t) * (d - mean_d) for t, d in self._delays) / spread
-        return slope * (times[-1] - times[0])
+        slope = np.polyfit(times - times[0], delays, 1)[0]
+        return float(slope * np.ptp(times))
 
 
 class BandwidthEstimator:

@@ -489,7 +489,7 @@ def evaluate(
         if plots is not None:
             _plot(clip.name, points, plots)
     if plots is not None and len(results) > 1:
-        _plot_all(results, plots)
+        plot_all(results, plots)
     return results
 
 
@@ -497,7 +497,7 @@ def _because(reason: str | None) -> str:
     return "" if reason is None else f": AKD not computed ({reason})"
 
 
-def _plot_all(results: dict[str, dict], folder: Path) -> None:
+def plot_all(results: dict[str, dict], folder: Path) -> None:
     """One picture per metric with a panel per clip (docs/images/codec-rd-*.png)."""
     folder.mkdir(parents=True, exist_ok=True)
     for key, label in (("ms_ssim", METRIC), ("akd", "AKD, px (lower is better)")):

@@ -47,10 +47,8 @@ class Fuser:
         self._small = small
         self._reference_flow = _gray(small, flow_size)
         self._flow = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        grid_x, grid_y = np.meshgrid(
-            np.arange(self.width, dtype=np.float32), np.arange(self.height, dtype=np.float32)
-        )
-        self._grid = grid_x, grid_y
+        self._grid = _grid(self.width, self.height)
+        self._low_grid = _grid(*self.low)  # the coverage's, every frame of the sender
         self._flow_size = flow_size
 
     def coverage(self, low: np.ndarray) -> np.ndarray:
@@ -62,9 +60,7 @@ class Fuser:
             return np.zeros(low.shape[:2], np.float32)
         flow = np.asarray(cv2.resize(self._flow_at(low), self.low, interpolation=cv2.INTER_AREA))
         flow = flow / self._scale
-        grid_x, grid_y = np.meshgrid(
-            np.arange(self.low[0], dtype=np.float32), np.arange(self.low[1], dtype=np.float32)
-        )
+        grid_x, grid_y = self._low_grid
         warped = cv2.remap(self._small, grid_x + flow[..., 0], grid_y + flow[..., 1],
                            cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         return self._gate(warped, low)
@@ -88,7 +84,7 @@ class Fuser:
         if self.native:
             return low, np.zeros(low.shape[:2], np.float32)
         full = (self.width, self.height)
-        upscaled = cv2.resize(low, full, interpolation=cv2.INTER_CUBIC)
+        upscaled = upscale(low, full)
         flow = cv2.resize(self._flow_at(low), full, interpolation=cv2.INTER_LINEAR)
         flow *= self.width / self._flow_size[0]
         warped = cv2.remap(
@@ -103,6 +99,18 @@ class Fuser:
         base = upscaled.astype(np.float32)
         picture = base + weight * (warped.astype(np.float32) - base)
         return np.clip(picture + 0.5, 0, 255).astype(np.uint8), gate
+
+
+def upscale(low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A stream frame at the frame's size, without any picture's detail."""
+    return np.asarray(cv2.resize(low, size, interpolation=cv2.INTER_CUBIC))
+
+
+def _grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    grid_x, grid_y = np.meshgrid(
+        np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
+    )
+    return grid_x, grid_y
 
 
 def _gray(picture: np.ndarray, size: tuple[int, int]) -> np.ndarray:

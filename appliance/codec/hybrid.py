@@ -24,7 +24,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from appliance.codec.bitstream import (
@@ -35,7 +34,7 @@ from appliance.codec.bitstream import (
     Packetizer,
     Reference,
 )
-from appliance.codec.fusion import Fuser
+from appliance.codec.fusion import Fuser, upscale
 from appliance.codec.headers import picture_size
 from appliance.codec.lowres import MIN_SIDE, LowResDecoder, LowResEncoder, low_size
 
@@ -43,6 +42,7 @@ STREAM_KEY = struct.Struct(">BBHH")  # flags, picture id, stream width, stream h
 NAMES_PICTURE = 0x01  # the flag: the key's frames are fused with the picture it names
 REFRESH_SHARE = 0.5  # of the face box the picture still shows: below it, a new picture
 REFRESH_GAP_S = 2.0  # at most one new picture per this long (capture time)
+PICTURE_QUALITY = 40  # a rung's picture unless it says otherwise
 KEEP_PICTURES = 4
 KEEP_KEYS = 8
 Box = tuple[int, int, int, int]
@@ -62,7 +62,7 @@ class Rung:
     fps: float = 0.0
     # the picture's, 1..100 (appliance.codec.pictures); 0: no picture, the stream alone
     # (at the lowest rates its bytes buy more as stream frames than as detail)
-    picture_quality: int = 40
+    picture_quality: int = PICTURE_QUALITY
 
     def __post_init__(self) -> None:
         if self.side < 0 or not 0 <= self.qp <= 63 or not 0 <= self.fps < 1000:
@@ -73,7 +73,9 @@ class Rung:
     @property
     def name(self) -> str:
         size = f"{self.side}²" if self.side else "full"
-        picture = "" if self.picture_quality == 40 else f" picture {self.picture_quality}"
+        picture = (
+            "" if self.picture_quality == PICTURE_QUALITY else f" picture {self.picture_quality}"
+        )
         rate = f" at {self.fps:g} fps" if self.fps else ""
         return f"{size} q{self.qp}{rate}{picture}"
 
@@ -228,8 +230,7 @@ class StreamSender:
             if self._fused_now and self.fuser is not None:
                 self._shown = self.fuser.fuse(self._low)[0]
             else:
-                full = (self.width, self.height)
-                self._shown = cv2.resize(self._low, full, interpolation=cv2.INTER_CUBIC)
+                self._shown = upscale(self._low, (self.width, self.height))
         return self._shown
 
     def _show(self, low: np.ndarray, face: Box | None, index: int, fresh: bool) -> None:
@@ -317,12 +318,12 @@ class StreamReceiver:
         if size == frame:
             return low
         if picture_id is None:
-            return cv2.resize(low, frame, interpolation=cv2.INTER_CUBIC)
+            return upscale(low, frame)
         if self._fuser is None or self._fuser[:2] != (picture_id, key_id):
             picture = self.pictures.get(picture_id)
             if picture is None:
                 self.missing.add(picture_id)
-                return cv2.resize(low, frame, interpolation=cv2.INTER_CUBIC)
+                return upscale(low, frame)
             self._fuser = (picture_id, key_id, Fuser(picture, size))
         fused, _ = self._fuser[2].fuse(low)
         return fused

@@ -55,6 +55,7 @@ from appliance.codec.bitstream import (
     parse,
     seq_diff,
 )
+from appliance.codec.bitstream import Packet as WirePacket  # keypoints has a Packet too
 from appliance.codec.congestion import ArrivalMonitor, BandwidthEstimator
 from appliance.codec.entropy import EntropyError, decode_vector, encode_vector, scale_index
 from appliance.codec.hybrid import Rung, StreamReceiver, StreamSender
@@ -148,7 +149,6 @@ class SenderStats:
     residual_bytes: int = 0
     residuals: dict[str, int] = field(default_factory=dict)
     stream_bytes: int = 0  # the stream mode's pictures, keys and frames
-    stream_frames: int = 0
     below_floor: int = 0  # frames the loop could not lift to the floor
     # the receiver's face MS-SSIM and the sender's ms, per frame: the last hour at 30 fps
     # (a day-long call must not grow without bound)
@@ -350,7 +350,6 @@ class Sender:
         if landmarks is not None:
             face = metrics.face_box(check_landmarks(landmarks), self.width, self.height)
         sent = self.stream_sender.send(frame, index, ts, face)
-        self.stats.stream_frames += int(bool(sent))
         if self.controller is not None:
             self.set_rung(self.controller.sent(sum(map(len, out + sent)), index))
         if self.estimator is not None:  # a rate to keep: objects paced to it
@@ -615,9 +614,14 @@ class Receiver:
         """True when the picture changed. Never raises: bad input is counted (``stats``),
         and so is any other exception (``faults``), and the state stays as it was.
         ``now``: the arrival time, s (default: the monotonic clock), for the reports."""
+        try:  # parsed once here, for the tracker and for the watch on arrivals
+            packet = parse(datagram)
+        except BitstreamError:
+            self.tracker.stats.garbage += 1
+            return False
         try:
-            self._watch_objects(datagram, time.monotonic() if now is None else now)
-            events = self.tracker.feed(datagram)
+            self._watch(packet, len(datagram), time.monotonic() if now is None else now)
+            events = self.tracker.push(packet)
         except Exception as exc:  # a bug: one datagram must not end the call
             self._fault(exc)
             return False
@@ -685,16 +689,12 @@ class Receiver:
             self.stats.requests += len(out)
         return reports + out
 
-    def _watch_objects(self, datagram: bytes, now: float) -> None:
+    def _watch(self, packet: WirePacket, size: int, now: float) -> None:
         """A lost residual leaves this receiver's bank short of the sender's: ask for a
         new reference, which empties both. And what arrived when, for the reports."""
-        try:
-            packet = parse(datagram)
-        except BitstreamError:
-            return
         if self.tracker.stream is not None and packet.stream != self.tracker.stream:
             return
-        self.arrivals.arrived(packet, len(datagram), now * 1000.0)
+        self.arrivals.arrived(packet, size, now * 1000.0)
         if packet.type in (PacketType.REFERENCE, PacketType.REFRESH_RESIDUAL):
             self._gaps.object_seen(packet.seq)
         if self._gaps.tick():
