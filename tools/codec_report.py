@@ -128,6 +128,21 @@ def _median(values: list[float | None]) -> float:
     return statistics.median(finite) if finite else math.nan
 
 
+def merge(results: dict[str, dict], more: dict[str, dict]) -> None:
+    """Adds ``more`` to ``results``: a clip in both keeps every point, and a later run of
+    the same codec and setting replaces the earlier (rerun one codec, keep the others)."""
+    for clip, result in more.items():
+        if clip not in results:
+            results[clip] = result
+            continue
+        kept = results[clip]
+        new = {(p["codec"], p["setting"]) for p in result["points"]}
+        old = [p for p in kept["points"] if (p["codec"], p["setting"]) not in new]
+        kept["points"] = old + result["points"]
+        if result["tracker"].get("akd_computed") or not kept["tracker"].get("akd_computed"):
+            kept["tracker"] = result["tracker"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path)
@@ -136,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results: dict[str, dict] = {}
     for path in args.results:
-        results.update(json.loads(path.read_text()))
+        merge(results, json.loads(path.read_text()))
     rows = [clip_row(name, result) for name, result in sorted(results.items())]
     print(markdown(rows))
     print()

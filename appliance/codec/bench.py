@@ -23,7 +23,7 @@ import numpy as np
 
 from appliance.codec.evaluate import DEFAULT_DATA, load_clip
 from appliance.codec.hybrid import Rung
-from appliance.codec.ladder import LADDER
+from appliance.codec.ladder import TABLE
 from appliance.codec.session import CodecSettings, Receiver, Sender
 
 CLIP = DEFAULT_DATA / "clips" / "lp_d14.mp4"
@@ -62,7 +62,7 @@ def bench_codec(clip_path: Path = CLIP, frames: int = FRAMES) -> dict[str, Any]:
         encode_ms.append((time.perf_counter() - start) * 1e3)
     receive = _ms(receive_ms)
     # the dearest rung that still fuses, every frame: the worst case of the fused path
-    rung = [step.rung for step in LADDER if step.rung.side and not step.rung.fps][-1]
+    rung = [step.rung for step in TABLE if step.rung.side and not step.rung.fps][-1]
     hybrid_send, hybrid_receive, hybrid_bytes = _hybrid(clip, rung)
     return {
         "clip": clip_path.name,

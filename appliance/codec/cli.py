@@ -56,7 +56,8 @@ def add_codec_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--rungs",
         default="all",
-        help="the hybrid's ladder rungs to run: all, none, or indices 0,1,..",
+        help="the hybrid's rungs: all (each clip's ladder for its size), candidates, none, "
+        "indices 0,1,.. of the table, or rungs side:qp[:fps[:picture quality]] (0: full size)",
     )
     ev.add_argument("--frames", type=int, help="only the first N frames of each clip")
     ev.add_argument("--akd-every", type=int, default=1,

@@ -17,7 +17,7 @@ import numpy as np
 
 from appliance.codec import metrics
 from appliance.codec.evaluate import find_clips, load_clip, run_call
-from appliance.codec.ladder import LADDER, start_rung
+from appliance.codec.ladder import ladder_for, start_rung
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "docs" / "images"
@@ -44,7 +44,8 @@ def demo(
     for path in clips or find_clips([]):
         clip = load_clip(path, frames)
         height, width = clip.frames[0].shape[:2]
-        rung = LADDER[start_rung(kbps, width, height, clip.fps)].rung
+        ladder = ladder_for(width, height, clip.fps)
+        rung = ladder[start_rung(ladder, kbps, width, height, clip.fps)].rung
         call = run_call(clip, 0.0, 60, rung)
         x264 = encode_decode(clip.frames, clip.fps, "x264", call.kbps)
         av1 = encode_decode(clip.frames, clip.fps, "av1", call.kbps)

@@ -48,8 +48,8 @@ import numpy as np
 
 from appliance.codec import metrics
 from appliance.codec.baseline import CODECS as BASELINES
-from appliance.codec.hybrid import Rung
-from appliance.codec.ladder import CANDIDATES, LADDER
+from appliance.codec.hybrid import PICTURE_QUALITY, Rung
+from appliance.codec.ladder import CANDIDATES, TABLE, ladder_for
 from appliance.codec.tracking import track_frames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -454,7 +454,7 @@ def evaluate(
     settings: Sequence[tuple[float, int]] = SETTINGS,
     rates: Sequence[float] = RATES,
     codecs: Sequence[str] = BASELINES,
-    rungs: Sequence[Rung] = (),
+    rungs: Sequence[Rung] | None = (),
     frames: int | None = None,
     akd_every: int = 1,
     plots: Path | None = None,
@@ -474,7 +474,9 @@ def evaluate(
         for floor, quality in settings:
             points.append(run_keypoint_codec(clip, floor, quality, sample))
             progress(f"  {_line(points[-1])}")
-        for rung in rungs:
+        height, width = clip.frames[0].shape[:2]
+        ladder = [step.rung for step in ladder_for(width, height, clip.fps)]
+        for rung in ladder if rungs is None else rungs:
             points.append(run_hybrid(clip, rung, sample))
             progress(f"  {_line(points[-1])}")
         for codec in codecs:
@@ -589,19 +591,35 @@ def _choices(args: argparse.Namespace) -> tuple[list[tuple[float, int]], list[fl
     return settings, rates, codecs
 
 
-def _rungs(text: str) -> list[Rung]:
-    """--rungs: "all" (the ladder), "candidates" (what the ladder is chosen from),
-    "none", or ladder indices (0 the cheapest), e.g. 0,2,4."""
+def _rungs(text: str) -> list[Rung] | None:
+    """--rungs: "all" (None: each clip's own ladder, ``ladder_for`` its size), "candidates"
+    (what the table was measured on), "none", or a list of table indices (0 the
+    cheapest) and rungs written side:qp[:fps[:picture quality]] (side 0: the full
+    size), e.g. 0,2,256:54,0:60:15."""
     if text == "all":
-        return [step.rung for step in LADDER]
+        return None
     if text == "candidates":
         return list(CANDIDATES)
     if text == "none":
         return []
-    try:
-        return [LADDER[int(v)].rung for v in text.split(",") if v]
-    except (ValueError, IndexError):
-        raise ValueError(f"--rungs takes all, none or indices 0..{len(LADDER) - 1}") from None
+    rungs = []
+    for token in filter(None, text.split(",")):
+        try:
+            if ":" in token:
+                side, qp, *rest = token.split(":")
+                if len(rest) > 2:
+                    raise ValueError(token)
+                fps = float(rest[0]) if rest else 0.0
+                picture = int(rest[1]) if len(rest) > 1 else PICTURE_QUALITY
+                rungs.append(Rung(int(side), int(qp), fps=fps, picture_quality=picture))
+            else:
+                rungs.append(TABLE[int(token)].rung)
+        except (ValueError, IndexError):
+            raise ValueError(
+                f"--rungs takes all, candidates, none, indices 0..{len(TABLE) - 1} or "
+                f"side:qp[:fps[:picture quality]], not {token!r}"
+            ) from None
+    return rungs
 
 
 def _setting(text: str) -> tuple[float, int]:

@@ -1,18 +1,19 @@
 """The hybrid's operating points, cheapest first, and the controller that walks them.
 
-Each rung is a point on the measured rate-distortion envelope of the stream mode
-(``tools/codec_ladder.py`` picks them from ``appliance codec eval --rungs candidates``
-on the tuning clips; docs/codec.md has the curves). At the bottom the stream is 64² to
-128² pixels at a third or half of the frame rate with no picture (its bytes buy more
-as stream frames); from about 11 kbit/s a picture is fused in; from about 20 kbit/s
-the stream is 256²; at the top it is the frame's full size, where there is nothing
-left to fuse and the mode is plain SVT-AV1 low delay at our quantizer.
+Every candidate rung was measured on the tuning clips (``appliance codec eval --rungs
+candidates``; ``tools/codec_ladder.py`` turns that into ``TABLE``). A stream's ladder is
+picked from the table for its frame size (``ladder_for``): at the bottom the stream is
+64² to 128² pixels at 10 or 15 fps with no picture (its bytes buy more as stream
+frames); then a picture is fused in; then the stream is 256²; at the top it is the
+frame's full size, where there is nothing left to fuse and the mode is plain SVT-AV1
+low delay at our quantizer. On a small frame the full size comes early (from about
+11 kbit/s at 320x240), on a large one late.
 
-``kbps`` is what the rung cost on the tuning clips (their median, at 27.5 fps; the
-full-size rungs per 512x512 frame): where to start, not a promise. The controller then
-follows what the stream really costs: content decides the bits at a fixed quantizer (a
-still face costs a third of a talking, moving one), and short clips pay their first
-picture and key frame over few frames.
+``kbps`` is what the rung cost on the tuning clips (their median, scaled to side²
+pixels, the full-size rungs to 512x512, and 27.5 fps): where to start, not a promise.
+The controller then follows what the stream really costs: content decides the bits at
+a fixed quantizer (a still face costs a third of a talking, moving one), and short
+clips pay their first picture and key frame over few frames.
 """
 
 from __future__ import annotations
@@ -25,16 +26,20 @@ from appliance.codec.lowres import low_size
 
 REFERENCE_AREA = 512 * 512  # the full-size rungs' figures are for this frame area
 REFERENCE_FPS = 27.5
+# At a fixed quantizer the bits grow far slower than the pixels: fitted on the tuning
+# clips (59,520 to 262,144 pixels), the full-size rungs cost pixels**0.26 to **0.32
+# (tools/codec_ladder.py prints the fit; content spreads it by a factor of 1.5).
+ALPHA = 0.3
 
 
 @dataclass(frozen=True)
 class Step:
     rung: Rung
-    kbps: float  # measured (median of the tuning clips) at REFERENCE_FPS
+    kbps: float  # tuning clips median, at REFERENCE_FPS and side² pixels (full: REFERENCE_AREA)
+    ms_ssim: float  # median face MS-SSIM (native size) of the tuning clips
 
 
-# What ``appliance codec eval --rungs candidates`` runs on the tuning clips; the ladder
-# is the envelope of their medians (tools/codec_ladder.py).
+# What ``appliance codec eval --rungs candidates`` runs on the tuning clips.
 CANDIDATES: tuple[Rung, ...] = (
     Rung(64, 60, fps=10, picture_quality=0), Rung(64, 54, fps=15, picture_quality=0),
     Rung(96, 62, fps=15, picture_quality=0), Rung(96, 56, fps=15, picture_quality=0),
@@ -43,30 +48,42 @@ CANDIDATES: tuple[Rung, ...] = (
     Rung(128, 56, fps=15, picture_quality=20), Rung(128, 56, fps=15),
     Rung(128, 54, picture_quality=20), Rung(128, 54),
     Rung(176, 58, fps=15), Rung(176, 54), Rung(176, 48),
-    Rung(256, 60), Rung(256, 54), Rung(256, 48),
-    Rung(0, 60), Rung(0, 54), Rung(0, 48), Rung(0, 42), Rung(0, 36),
+    Rung(256, 63), Rung(256, 60), Rung(256, 54), Rung(256, 48),
+    Rung(0, 63, fps=15), Rung(0, 63), Rung(0, 60), Rung(0, 57), Rung(0, 54), Rung(0, 48),
+    Rung(0, 42), Rung(0, 36),
 )  # fmt: skip
 
-# From `tools/codec_ladder.py` on the tuning split (14 clips, 14 people), medians: the
-# comment is each rung's median face MS-SSIM (native size) and how often it was on a
-# clip's own envelope.
-LADDER: tuple[Step, ...] = (
-    Step(Rung(64, 60, fps=10, picture_quality=0), 3.5),  # 0.7872, on 14 of 14
-    Step(Rung(96, 62, fps=15, picture_quality=0), 5.4),  # 0.8199, on 14 of 14
-    Step(Rung(96, 56, fps=15, picture_quality=0), 6.9),  # 0.8677, on 13 of 14
-    Step(Rung(128, 56, fps=15, picture_quality=0), 9.0),  # 0.9001, on 14 of 14
-    Step(Rung(128, 56, fps=15, picture_quality=20), 11.5),  # 0.9146, on 14 of 14
-    Step(Rung(128, 56, fps=15), 14.4),  # 0.9207, on 11 of 14
-    Step(Rung(176, 58, fps=15), 15.5),  # 0.9296, on 14 of 14
-    Step(Rung(128, 54, picture_quality=20), 17.0),  # 0.9298, on 8 of 14
-    Step(Rung(128, 54), 19.5),  # 0.9352, on 7 of 14
-    Step(Rung(256, 60), 20.6),  # 0.9504, on 10 of 14
-    Step(Rung(256, 54), 28.8),  # 0.9609, on 9 of 14
-    Step(Rung(256, 48), 39.0),  # 0.9715, on 5 of 14
-    Step(Rung(0, 54), 103.9),  # 0.9766, on 11 of 14
-    Step(Rung(0, 48), 156.4),  # 0.9850, on 11 of 14
-    Step(Rung(0, 42), 279.1),  # 0.9907, on 14 of 14
-    Step(Rung(0, 36), 1012.9),  # 0.9945, on 14 of 14
+# From `tools/codec_ladder.py` on the tuning split (14 clips, 14 people): every
+# candidate's medians, cheapest first; the comment says on how many clips it was on
+# that clip's own envelope. A stream's ladder is picked from it for its frame size
+# (``ladder_for``): a full-size rung is cheap on a small frame and dear on a large one.
+TABLE: tuple[Step, ...] = (
+    Step(Rung(64, 60, fps=10, picture_quality=0), 4.0, 0.7881),  # on 14 of 14
+    Step(Rung(96, 62, fps=15, picture_quality=0), 5.1, 0.8199),  # on 14 of 14
+    Step(Rung(64, 54, fps=15, picture_quality=0), 5.4, 0.8257),  # on 9 of 14
+    Step(Rung(96, 56, fps=15, picture_quality=0), 6.6, 0.8677),  # on 14 of 14
+    Step(Rung(96, 62, fps=15, picture_quality=20), 7.7, 0.8651),  # on 4 of 14
+    Step(Rung(128, 56, fps=15, picture_quality=0), 8.2, 0.9001),  # on 14 of 14
+    Step(Rung(128, 62, fps=15, picture_quality=20), 8.6, 0.8933),  # on 6 of 14
+    Step(Rung(128, 56, fps=15, picture_quality=20), 10.4, 0.9136),  # on 9 of 14
+    Step(Rung(128, 56, fps=15), 13.1, 0.9195),  # on 6 of 14
+    Step(Rung(176, 58, fps=15), 14.1, 0.9286),  # on 7 of 14
+    Step(Rung(0, 63, fps=15), 14.8, 0.9326),  # on 13 of 14
+    Step(Rung(128, 54, picture_quality=20), 17.0, 0.9295),  # on 6 of 14
+    Step(Rung(256, 63), 18.7, 0.9382),  # on 4 of 14
+    Step(Rung(128, 54), 19.5, 0.9347),  # on 4 of 14
+    Step(Rung(256, 60), 20.6, 0.9500),  # on 7 of 14
+    Step(Rung(176, 54), 23.0, 0.9482),  # on 2 of 14
+    Step(Rung(0, 63), 23.2, 0.9484),  # on 11 of 14
+    Step(Rung(256, 54), 28.8, 0.9607),  # on 6 of 14
+    Step(Rung(0, 60), 28.8, 0.9620),  # on 9 of 14
+    Step(Rung(176, 48), 31.1, 0.9584),  # on 0 of 14
+    Step(Rung(0, 57), 34.1, 0.9696),  # on 14 of 14
+    Step(Rung(256, 48), 39.5, 0.9715),  # on 4 of 14
+    Step(Rung(0, 54), 40.7, 0.9766),  # on 11 of 14
+    Step(Rung(0, 48), 60.5, 0.9850),  # on 11 of 14
+    Step(Rung(0, 42), 98.3, 0.9900),  # on 14 of 14
+    Step(Rung(0, 36), 167.0, 0.9933),  # on 14 of 14
 )
 
 WINDOW_S = 2.0  # the rate is judged over this long
@@ -75,17 +92,40 @@ OVER = 1.10  # above target * OVER: a rung down
 UNDER = 0.80  # a rung up when its expected cost stays below target * UNDER
 
 
+def scale(rung: Rung, width: int, height: int, fps: float) -> float:
+    """What a rung costs on this stream over what it costs at the table's reference
+    (side² pixels or REFERENCE_AREA, REFERENCE_FPS): the pixels to the ALPHA, the
+    frames sent in proportion."""
+    low = low_size(width, height, rung.side)
+    pixels = REFERENCE_AREA if rung.side == 0 else rung.side**2
+    rate = min(fps, rung.fps) if rung.fps else fps
+    reference_rate = min(REFERENCE_FPS, rung.fps) if rung.fps else REFERENCE_FPS
+    return float((low[0] * low[1] / pixels) ** ALPHA * rate / reference_rate)
+
+
 def expected_kbps(step: Step, width: int, height: int, fps: float) -> float:
-    """The step's table figure for this stream: its pixels and frame rate."""
-    low = low_size(width, height, step.rung.side)
-    area = REFERENCE_AREA if step.rung.side == 0 else step.rung.side**2
-    return step.kbps * (low[0] * low[1] / area) * (fps / REFERENCE_FPS)
+    """The step's table figure for this stream."""
+    return step.kbps * scale(step.rung, width, height, fps)
 
 
-def start_rung(target_kbps: float, width: int, height: int, fps: float) -> int:
+def ladder_for(width: int, height: int, fps: float) -> tuple[Step, ...]:
+    """The rungs for a ``width`` x ``height`` stream at ``fps``, cheapest first: the
+    table ordered by what each rung is expected to cost here, keeping each that is
+    better (its median face MS-SSIM) than every cheaper one."""
+    steps = sorted(TABLE, key=lambda s: (expected_kbps(s, width, height, fps), -s.ms_ssim))
+    ladder: list[Step] = []
+    for step in steps:
+        if not ladder or step.ms_ssim > ladder[-1].ms_ssim:
+            ladder.append(step)
+    return tuple(ladder)
+
+
+def start_rung(
+    ladder: tuple[Step, ...], target_kbps: float, width: int, height: int, fps: float
+) -> int:
     """The index of the richest rung expected to fit ``target_kbps`` (0 if none does)."""
     fits = [
-        i for i, step in enumerate(LADDER) if expected_kbps(step, width, height, fps) <= target_kbps
+        i for i, step in enumerate(ladder) if expected_kbps(step, width, height, fps) <= target_kbps
     ]
     return fits[-1] if fits else 0
 
@@ -106,9 +146,10 @@ class RateController:
             raise ValueError(f"target must be positive, got {target_kbps}")
         self.width, self.height, self.fps = width, height, fps
         self.target_kbps = float(target_kbps)
+        self.ladder = ladder_for(width, height, fps)
         # a cautious start (GCC's too): nobody knows yet what the network carries, and a
         # first second over it is a queue that takes seconds to drain
-        self.index = start_rung(min(self.target_kbps, START_KBPS), width, height, fps)
+        self.index = start_rung(self.ladder, min(self.target_kbps, START_KBPS), width, height, fps)
         self._window = max(1, round(WINDOW_S * fps))
         self._sent: deque[tuple[int, int]] = deque()  # (frame index, bytes), one window
         self._judge_at: int | None = None  # the first frame index a judgement may come
@@ -116,7 +157,7 @@ class RateController:
 
     @property
     def rung(self) -> Rung:
-        return LADDER[self.index].rung
+        return self.ladder[self.index].rung
 
     def retarget(self, target_kbps: float) -> None:
         """A new target (the user's setting, or the bandwidth estimate): judged at once."""
@@ -146,7 +187,7 @@ class RateController:
             fits = [i for i in range(self.index) if self._cost(i) * ratio <= self.target_kbps]
             new = fits[-1] if fits else 0
         elif (
-            self.index + 1 < len(LADDER)
+            self.index + 1 < len(self.ladder)
             and self._cost(self.index + 1) * ratio < self.target_kbps * UNDER
         ):
             new = self.index + 1
@@ -159,4 +200,4 @@ class RateController:
         return self.rung
 
     def _cost(self, index: int) -> float:
-        return expected_kbps(LADDER[index], self.width, self.height, self.fps)
+        return expected_kbps(self.ladder[index], self.width, self.height, self.fps)

@@ -121,6 +121,21 @@ def test_the_command_line_writes_json_and_refuses_bad_arguments(tmp_path, capsys
     assert "x265" in capsys.readouterr().err
 
 
+def test_rungs_are_the_ladder_its_indices_or_written_out():
+    from appliance.codec.hybrid import Rung
+    from appliance.codec.ladder import CANDIDATES, TABLE
+
+    assert evaluation._rungs("all") is None  # each clip's own ladder
+    assert evaluation._rungs("candidates") == list(CANDIDATES)
+    assert evaluation._rungs("none") == []
+    assert evaluation._rungs("1,0:60,128:56:15:20") == [
+        TABLE[1].rung, Rung(0, 60), Rung(128, 56, fps=15, picture_quality=20)
+    ]  # fmt: skip
+    for bad in (str(len(TABLE)), "0:64", "128", "a:b", "128:56:15:20:1", "-1:50"):
+        with pytest.raises(ValueError, match="--rungs takes"):
+            evaluation._rungs(bad)
+
+
 def test_clips_are_files_or_folders_of_them(tmp_path):
     test = tmp_path / "clips" / "test"  # a split layout: pass the split's folder
     test.mkdir(parents=True)

@@ -6,11 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from appliance.codec.ladder import LADDER, RateController, expected_kbps, start_rung
+from appliance.codec.ladder import (
+    TABLE,
+    RateController,
+    expected_kbps,
+    ladder_for,
+    start_rung,
+)
 from appliance.codec.session import CodecSettings, Receiver, Sender
 
 FPS = 25.0
 SIZE = (512, 512)
+LADDER = ladder_for(*SIZE, FPS)
 
 
 def run(controller: RateController, kbps: float, seconds: float) -> list[int]:
@@ -28,15 +35,30 @@ def run(controller: RateController, kbps: float, seconds: float) -> list[int]:
 def test_the_ladder_goes_from_cheap_to_rich():
     costs = [expected_kbps(step, *SIZE, FPS) for step in LADDER]
     assert costs == sorted(costs) and len(set(costs)) == len(costs)
-    assert start_rung(1.0, *SIZE, FPS) == 0  # nothing fits: the cheapest
-    assert start_rung(1e6, *SIZE, FPS) == len(LADDER) - 1
-    middle = start_rung(costs[3] + 0.1, *SIZE, FPS)
+    quality = [step.ms_ssim for step in LADDER]
+    assert quality == sorted(quality) and len(set(quality)) == len(quality)
+    assert start_rung(LADDER, 1.0, *SIZE, FPS) == 0  # nothing fits: the cheapest
+    assert start_rung(LADDER, 1e6, *SIZE, FPS) == len(LADDER) - 1
+    middle = start_rung(LADDER, costs[3] + 0.1, *SIZE, FPS)
     assert middle == 3
+
+
+def test_the_full_size_comes_earlier_on_a_small_frame_than_on_a_large_one():
+    def first_full(width: int, height: int) -> float:
+        ladder = ladder_for(width, height, FPS)
+        return next(expected_kbps(s, width, height, FPS) for s in ladder if s.rung.side == 0)
+
+    small, reference, large = first_full(320, 240), first_full(*SIZE), first_full(1280, 720)
+    assert small < reference < large
+    assert {s.rung for s in ladder_for(320, 240, FPS)} <= {s.rung for s in TABLE}
+    assert ladder_for(320, 240, FPS) != LADDER  # a ladder per size, not one for all
+    # at the reference size and rate the table's own figures come back
+    assert expected_kbps(TABLE[-1], *SIZE, 27.5) == pytest.approx(TABLE[-1].kbps)
 
 
 def test_over_the_target_it_drops_at_once_to_the_rung_that_fits_and_settles():
     controller = RateController(60.0, *SIZE, FPS)
-    controller.index = start = start_rung(60.0, *SIZE, FPS)  # as if it had climbed there
+    controller.index = start = start_rung(LADDER, 60.0, *SIZE, FPS)  # as if it had climbed there
     # the content costs twice the table's figure at every rung: too rich for the target
     ratio = 2.0
     cost = [expected_kbps(step, *SIZE, FPS) * ratio for step in LADDER]
@@ -59,7 +81,7 @@ def test_under_the_target_it_steps_up_while_the_next_rung_fits():
     indices = run(controller, cost, seconds=10.0)
     assert indices[-1] > 0 and controller.changes >= 2
     # never higher than the rung whose table cost fits under the target
-    assert max(indices) <= start_rung(200.0 * 0.8, *SIZE, FPS)
+    assert max(indices) <= start_rung(LADDER, 200.0 * 0.8, *SIZE, FPS)
 
 
 def test_a_new_target_is_judged_at_once_and_bad_targets_are_refused():

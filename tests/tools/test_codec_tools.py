@@ -1,15 +1,18 @@
-"""The codec's figure tools on made-up evaluation results: the ladder is the envelope
-of the medians, and the report reads the low end, the floors and the BD-rates right."""
+"""The codec's figure tools on made-up evaluation results: the table gives each rung its
+medians at the reference size, and the report reads the low end, the floors and the
+BD-rates right and merges reruns."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict
 
+import pytest
+
 from appliance.codec.evaluate import Point
 from appliance.codec.ladder import CANDIDATES
-from tools.codec_ladder import ladder
-from tools.codec_report import clip_row, markdown
+from tools.codec_ladder import pixel_exponent, table
+from tools.codec_report import clip_row, markdown, merge
 
 
 def point(codec: str, setting: str, kbps: float, ms_ssim: float) -> dict:
@@ -30,11 +33,18 @@ def results() -> dict[str, dict]:
     return {"clip": {"points": points}}
 
 
-def test_the_ladder_is_the_envelope_of_the_medians():
-    rows = ladder(results(), {"clip": (27.5, 512 * 512)})
+def test_the_table_gives_each_rung_its_medians_at_the_reference():
+    rows = table(results(), {"clip": (512, 512, 27.5)})
     assert [r["rung"] for r in rows] == [CANDIDATES[i].name for i in (0, 5, 14)]
-    assert [r["kbps"] for r in rows] == [4.0, 10.0, 30.0]  # at the reference rate already
+    assert [r["kbps"] for r in rows] == pytest.approx([4.0, 10.0, 30.0])  # the reference
     assert all(r["clips_on_envelope"] == 1 for r in rows)
+    full = next(r for r in CANDIDATES if r.side == 0)
+    two = {
+        "small": {"points": [point("hybrid", full.name, 10.0, 0.9)]},
+        "large": {"points": [point("hybrid", full.name, 20.0, 0.9)]},
+    }
+    sizes = {"small": (256, 256, 27.5), "large": (1024, 1024, 27.5)}  # 16x the pixels
+    assert pixel_exponent(two, sizes)[full.name] == pytest.approx(0.25)  # 2x the bits
 
 
 def test_the_report_reads_the_low_end_floors_and_bd_rates():
@@ -46,3 +56,20 @@ def test_the_report_reads_the_low_end_floors_and_bd_rates():
     assert row.worse_than_av1 == []  # the hybrid is better at every AV1 point it reaches
     assert row.envelope[0].startswith(CANDIDATES[0].name)
     assert "| clip |" in markdown([row]) and "**median**" in markdown([row])
+
+
+def test_the_report_merges_reruns_point_by_point():
+    first = results()
+    first["clip"]["tracker"] = {"akd_computed": True, "self_akd_px": 0.0}
+    rerun = {"points": [point("hybrid", CANDIDATES[0].name, 3.0, 0.82),
+                        point("hybrid", CANDIDATES[20].name, 60.0, 0.97)],
+             "tracker": {"akd_computed": False}}  # fmt: skip
+    merged: dict[str, dict] = {}
+    merge(merged, first)
+    merge(merged, {"clip": rerun, "other": results()["clip"]})
+    points = {(p["codec"], p["setting"]): p for p in merged["clip"]["points"]}
+    assert len(points) == len(merged["clip"]["points"]) == 10  # one replaced, one added
+    assert points[("hybrid", CANDIDATES[0].name)]["kbps"] == 3.0
+    assert points[("av1", "16 kbit/s")]["kbps"] == 16.0  # the first run's other codecs stay
+    assert merged["clip"]["tracker"]["akd_computed"] is True  # the AKD that was measured
+    assert set(merged) == {"clip", "other"}
