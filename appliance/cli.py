@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--json", action="store_true", help="print one JSON object")
 
     from appliance.align.cli import add_align_parser
+    from appliance.audio.cli import add_audio_parser
     from appliance.codec.cli import add_codec_parser
     from appliance.codec.receive import add_receive_parser
     from appliance.fleet.cli import add_fleet_parser
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ota.cli import add_ota_parser
 
     add_align_parser(sub)
+    add_audio_parser(sub)
     add_codec_parser(sub)
     add_receive_parser(sub)
     add_fleet_parser(sub)
@@ -155,6 +157,12 @@ def _cmd_align(args: argparse.Namespace) -> int:
     return align_main(args)
 
 
+def _cmd_audio(args: argparse.Namespace) -> int:
+    from appliance.audio.cli import main as audio_main
+
+    return audio_main(args)
+
+
 def _cmd_codec(args: argparse.Namespace) -> int:
     from appliance.codec.cli import main as codec_main
 
@@ -195,6 +203,7 @@ COMMANDS = {
     "bench": _cmd_bench,
     "hw": _cmd_hw,
     "align": _cmd_align,
+    "audio": _cmd_audio,
     "codec": _cmd_codec,
     "receive": _cmd_receive,
     "fleet": _cmd_fleet,
