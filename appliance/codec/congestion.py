@@ -8,7 +8,12 @@ runs), in its two halves:
   bottleneck, before any packet is lost. The receiver measures, over each report
   interval, how much the delay of its packets grew (their arrival time minus their
   capture timestamp: the clocks' offset cancels in the difference). Above
-  ``OVERUSE_MS`` the sender drops its estimate to ``BETA`` times what the receiver got.
+  ``OVERUSE_MS`` the sender drops its estimate to ``BETA`` times what the receiver got;
+  when what got through is under half the estimate, only above ``CLEAR_OVERUSE_MS``: a
+  stream sending far below the link has frames big enough for their own serialization
+  to read as a few ms of growth, and BETA times a quiet interval's rate would throw the
+  estimate to the floor (GCC's adaptive threshold serves the same end), while a link
+  that really fell below the stream grows the delay by hundreds of ms per interval.
 - **loss-based**: above 10 % loss the estimate shrinks by half the loss fraction;
   below 2 % (and the delay steady) it grows 8 % per report, never past 1.5 times what
   arrived plus ``HEADROOM_KBPS`` (GCC's multiplicative increase and its cap on the
@@ -35,6 +40,7 @@ HIGH_LOSS = 0.10
 LOW_LOSS = 0.02
 GROWTH = 1.08
 HEADROOM_KBPS = 8.0
+CLEAR_OVERUSE_MS = 4 * OVERUSE_MS  # the growth that is a queue whatever the rate
 STEADY_MS = OVERUSE_MS / 3  # delay growth below this is jitter, not a queue
 FLOOR_KBPS = 4.0
 MAX_SAMPLES = 2048  # delay samples held per interval
@@ -144,7 +150,7 @@ class BandwidthEstimator:
         if report.received == 0:  # the hybrid always sends: nothing got through
             self.state = "silence"
             self.kbps *= 0.5
-        elif report.delay_ms > OVERUSE_MS:
+        elif report.delay_ms > (OVERUSE_MS if received >= 0.5 * self.kbps else CLEAR_OVERUSE_MS):
             self.state = "overuse"
             self.kbps = min(self.kbps, BETA * received)
         elif loss > HIGH_LOSS:

@@ -48,8 +48,10 @@ CANDIDATES: tuple[Rung, ...] = (
     Rung(128, 56, fps=15, picture_quality=20), Rung(128, 56, fps=15),
     Rung(128, 54, picture_quality=20), Rung(128, 54),
     Rung(176, 58, fps=15), Rung(176, 54), Rung(176, 48),
+    Rung(256, 60, fps=15), Rung(256, 54, fps=15),
     Rung(256, 63), Rung(256, 60), Rung(256, 54), Rung(256, 48),
-    Rung(0, 63, fps=15), Rung(0, 63), Rung(0, 60), Rung(0, 57), Rung(0, 54), Rung(0, 48),
+    Rung(0, 63, fps=7.5), Rung(0, 63, fps=10), Rung(0, 63, fps=15), Rung(0, 60, fps=15),
+    Rung(0, 57, fps=15), Rung(0, 63), Rung(0, 60), Rung(0, 57), Rung(0, 54), Rung(0, 48),
     Rung(0, 42), Rung(0, 36),
 )  # fmt: skip
 
@@ -63,20 +65,26 @@ TABLE: tuple[Step, ...] = (
     Step(Rung(64, 54, fps=15, picture_quality=0), 5.4, 0.8257),  # on 9 of 14
     Step(Rung(96, 56, fps=15, picture_quality=0), 6.6, 0.8677),  # on 14 of 14
     Step(Rung(96, 62, fps=15, picture_quality=20), 7.7, 0.8651),  # on 4 of 14
-    Step(Rung(128, 56, fps=15, picture_quality=0), 8.2, 0.9001),  # on 14 of 14
+    Step(Rung(128, 56, fps=15, picture_quality=0), 8.2, 0.9001),  # on 11 of 14
     Step(Rung(128, 62, fps=15, picture_quality=20), 8.6, 0.8933),  # on 6 of 14
-    Step(Rung(128, 56, fps=15, picture_quality=20), 10.4, 0.9136),  # on 9 of 14
-    Step(Rung(128, 56, fps=15), 13.1, 0.9195),  # on 6 of 14
-    Step(Rung(176, 58, fps=15), 14.1, 0.9286),  # on 7 of 14
+    Step(Rung(128, 56, fps=15, picture_quality=20), 10.4, 0.9136),  # on 7 of 14
+    Step(Rung(0, 63, fps=7.5), 11.7, 0.9183),  # on 11 of 14
+    Step(Rung(128, 56, fps=15), 13.1, 0.9195),  # on 4 of 14
+    Step(Rung(176, 58, fps=15), 14.1, 0.9286),  # on 3 of 14
+    Step(Rung(0, 63, fps=10), 14.3, 0.9299),  # on 2 of 14
+    Step(Rung(256, 60, fps=15), 14.7, 0.9405),  # on 1 of 14
     Step(Rung(0, 63, fps=15), 14.8, 0.9326),  # on 13 of 14
-    Step(Rung(128, 54, picture_quality=20), 17.0, 0.9295),  # on 6 of 14
-    Step(Rung(256, 63), 18.7, 0.9382),  # on 4 of 14
-    Step(Rung(128, 54), 19.5, 0.9347),  # on 4 of 14
-    Step(Rung(256, 60), 20.6, 0.9500),  # on 7 of 14
-    Step(Rung(176, 54), 23.0, 0.9482),  # on 2 of 14
-    Step(Rung(0, 63), 23.2, 0.9484),  # on 11 of 14
-    Step(Rung(256, 54), 28.8, 0.9607),  # on 6 of 14
-    Step(Rung(0, 60), 28.8, 0.9620),  # on 9 of 14
+    Step(Rung(128, 54, picture_quality=20), 17.0, 0.9295),  # on 3 of 14
+    Step(Rung(256, 63), 18.7, 0.9382),  # on 1 of 14
+    Step(Rung(0, 60, fps=15), 18.8, 0.9472),  # on 14 of 14
+    Step(Rung(256, 54, fps=15), 19.5, 0.9524),  # on 5 of 14
+    Step(Rung(128, 54), 19.5, 0.9347),  # on 2 of 14
+    Step(Rung(256, 60), 20.6, 0.9500),  # on 4 of 14
+    Step(Rung(0, 57, fps=15), 22.9, 0.9565),  # on 13 of 14
+    Step(Rung(176, 54), 23.0, 0.9482),  # on 1 of 14
+    Step(Rung(0, 63), 23.2, 0.9484),  # on 4 of 14
+    Step(Rung(256, 54), 28.8, 0.9607),  # on 5 of 14
+    Step(Rung(0, 60), 28.8, 0.9620),  # on 4 of 14
     Step(Rung(176, 48), 31.1, 0.9584),  # on 0 of 14
     Step(Rung(0, 57), 34.1, 0.9696),  # on 14 of 14
     Step(Rung(256, 48), 39.5, 0.9715),  # on 4 of 14
@@ -86,6 +94,10 @@ TABLE: tuple[Step, ...] = (
     Step(Rung(0, 36), 167.0, 0.9933),  # on 14 of 14
 )
 
+# a rung must beat the one below by this much face MS-SSIM (the evaluation's noise): a
+# change of rung is a new key frame, a burst on a thin link, not worth less
+MIN_GAIN = 0.005
+UNTRIED = 3.0  # how much dearer than the table a family not yet sent is assumed to be
 WINDOW_S = 2.0  # the rate is judged over this long
 START_KBPS = 20.0
 OVER = 1.10  # above target * OVER: a rung down
@@ -109,36 +121,60 @@ def expected_kbps(step: Step, width: int, height: int, fps: float) -> float:
 
 
 def ladder_for(width: int, height: int, fps: float) -> tuple[Step, ...]:
-    """The rungs for a ``width`` x ``height`` stream at ``fps``, cheapest first: the
-    table ordered by what each rung is expected to cost here, keeping each that is
-    better (its median face MS-SSIM) than every cheaper one."""
-    steps = sorted(TABLE, key=lambda s: (expected_kbps(s, width, height, fps), -s.ms_ssim))
-    ladder: list[Step] = []
+    """The rungs for a ``width`` x ``height`` stream at ``fps``, cheapest first.
+
+    Two families share it: the fused stream (64² to 256² pixels and a picture) and the
+    full-size stream (plain AV1 at our quantizer). Within each, a rung is kept if it is
+    better (median face MS-SSIM, by ``MIN_GAIN``) than every cheaper one of its family,
+    at the cost expected here. Both families stay: which one a content favours is not
+    in the table (a detailed 480x480 clip costs a full-size stream four times its
+    figure and a fused one about its figure), the controller learns it. Rungs that send
+    the same stream here (a 15 fps cap on a 15 fps camera) count once, as the capped
+    one: its figures were measured at the rate it sends.
+    """
+    seen, unique = set(), []
+    for step in sorted(TABLE, key=lambda s: not s.rung.fps):  # the capped ones first
+        sent = min(step.rung.fps, fps) if step.rung.fps else fps
+        key = (step.rung.side, step.rung.qp, step.rung.picture_quality, sent)
+        if key not in seen:
+            seen.add(key)
+            unique.append(step)
+    unique.sort(key=lambda s: (expected_kbps(s, width, height, fps), -s.ms_ssim))
+    fused = _envelope([s for s in unique if s.rung.side])
+    full = _envelope([s for s in unique if not s.rung.side])
+    return tuple(s for s in unique if s in fused or s in full)
+
+
+def _envelope(steps: list[Step]) -> list[Step]:
+    kept: list[Step] = []
     for step in steps:
-        if not ladder or step.ms_ssim > ladder[-1].ms_ssim:
-            ladder.append(step)
-    return tuple(ladder)
+        if not kept or step.ms_ssim >= kept[-1].ms_ssim + MIN_GAIN:
+            kept.append(step)
+    return kept
 
 
 def start_rung(
     ladder: tuple[Step, ...], target_kbps: float, width: int, height: int, fps: float
 ) -> int:
-    """The index of the richest rung expected to fit ``target_kbps`` (0 if none does)."""
+    """The index of the best rung (median face MS-SSIM) expected to fit ``target_kbps``;
+    the cheapest if none does."""
     fits = [
         i for i, step in enumerate(ladder) if expected_kbps(step, width, height, fps) <= target_kbps
     ]
-    return fits[-1] if fits else 0
+    return max(fits, key=lambda i: ladder[i].ms_ssim) if fits else 0
 
 
 class RateController:
     """Picks the rung for a target rate from what the stream actually sends.
 
-    Every ``WINDOW_S`` of frames it compares the bytes sent with the target: when over,
-    down at once to the richest rung that fits, each rung's table cost scaled by how far
-    the current rung's real cost is from its own; when under, one rung up if the next
-    one, scaled alike, still fits. The window after a change is not judged (it holds
-    the new key frame), so the rung never flaps frame to frame. It starts at the rung
-    for ``START_KBPS`` at most and climbs from there.
+    Every ``WINDOW_S`` of frames it compares the bytes sent with the target. Each rung's
+    table cost is scaled by how far a real cost of its family (fused, full-size) was
+    from the table's; a family not yet sent is assumed ``UNTRIED`` times dearer than the
+    one being sent, until it is. When over the target: down at once to the best rung
+    that fits. When under: up to the least better rung that fits with room to spare
+    (``UNDER``), one step at a time (GCC's asymmetry). The window after a change is not
+    judged (it holds the new key frame), so the rung never flaps frame to frame. It
+    starts at the best rung for ``START_KBPS`` at most and climbs from there.
     """
 
     def __init__(self, target_kbps: float, width: int, height: int, fps: float) -> None:
@@ -153,6 +189,7 @@ class RateController:
         self._window = max(1, round(WINDOW_S * fps))
         self._sent: deque[tuple[int, int]] = deque()  # (frame index, bytes), one window
         self._judge_at: int | None = None  # the first frame index a judgement may come
+        self._ratio: dict[bool, float] = {}  # real over table cost, per family (full size?)
         self.changes = 0
 
     @property
@@ -179,18 +216,21 @@ class RateController:
         span = max(1, index - self._sent[0][0] + 1)
         actual = sum(b for _, b in self._sent) * 8 * self.fps / span / 1000
         expected = self._cost(self.index)
-        ratio = actual / expected if expected > 0 else 1.0
+        self._ratio[self._full(self.index)] = actual / expected if expected > 0 else 1.0
+        quality = [step.ms_ssim for step in self.ladder]
         new = self.index
-        if actual > self.target_kbps * OVER and self.index > 0:
+        if actual > self.target_kbps * OVER:
             # down at once to the rung this content would fit at: an overshoot fills a
-            # queue every frame it lasts (up, one rung at a time: GCC's asymmetry)
-            fits = [i for i in range(self.index) if self._cost(i) * ratio <= self.target_kbps]
-            new = fits[-1] if fits else 0
-        elif (
-            self.index + 1 < len(self.ladder)
-            and self._cost(self.index + 1) * ratio < self.target_kbps * UNDER
-        ):
-            new = self.index + 1
+            # queue every frame it lasts
+            fits = [i for i in range(len(self.ladder)) if self._scaled(i) <= self.target_kbps]
+            new = max(fits, key=lambda i: quality[i]) if fits else 0
+        else:
+            better = [
+                i
+                for i in range(len(self.ladder))
+                if quality[i] > quality[self.index] and self._scaled(i) < self.target_kbps * UNDER
+            ]
+            new = min(better, key=lambda i: quality[i]) if better else self.index
         if new != self.index:
             self.index = new
             self.changes += 1
@@ -198,6 +238,15 @@ class RateController:
             self._sent.clear()
             self._judge_at = index + 2 * self._window
         return self.rung
+
+    def _scaled(self, index: int) -> float:
+        """A rung's table cost as this content would make it."""
+        current = self._ratio[self._full(self.index)]
+        known = self._ratio.get(self._full(index))
+        return self._cost(index) * (current * UNTRIED if known is None else known)
+
+    def _full(self, index: int) -> bool:
+        return self.ladder[index].rung.side == 0
 
     def _cost(self, index: int) -> float:
         return expected_kbps(self.ladder[index], self.width, self.height, self.fps)

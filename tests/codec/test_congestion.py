@@ -63,6 +63,18 @@ def test_the_estimate_falls_on_a_filling_queue_and_on_loss_and_grows_when_clear(
     assert estimator.kbps == FLOOR_KBPS
 
 
+def test_a_quiet_stream_reads_a_few_ms_of_growth_as_its_own_frames_not_a_queue():
+    from appliance.codec.congestion import CLEAR_OVERUSE_MS, OVERUSE_MS
+
+    estimator = BandwidthEstimator(100.0, start_kbps=50.0)
+    # sending a fifth of the estimate: one big frame's serialization, not a filling queue
+    estimator.update(report(10.0, delay_ms=round(OVERUSE_MS) + 3))
+    assert estimator.state == "hold" and estimator.kbps == 50.0
+    # a link that fell far below the stream: the delay grows by a lot, whatever the rate
+    assert estimator.update(report(10.0, delay_ms=round(CLEAR_OVERUSE_MS) + 1)) == 0.85 * 10.0
+    assert estimator.state == "overuse"
+
+
 @dataclass(order=True)
 class Delivery:
     at: float
@@ -123,7 +135,10 @@ def test_a_call_follows_a_bottleneck_down_and_back_up(talking_head):
             sent_kbps.append(second * 8 / 1000)
             second = 0
     sender.close()
-    assert receiver.stats.faults == 0 and receiver.stats.frames > 0.8 * len(frames) / 2
+    # the two drops each freeze the picture for 2-3 s while the link's queue drains
+    # (0.80 of the frames sent are shown here; rungs send 7.5 fps to every frame)
+    sent = sender.stream_sender.counts["frames"]
+    assert receiver.stats.faults == 0 and receiver.stats.frames > 0.75 * sent
     before, during, after = sent_kbps[6:10], sent_kbps[15:20], sent_kbps[26:]
     assert np.median(before) > 20.0  # it used the good network
     assert np.median(during) <= 15.0 * 1.1  # it fitted the bad one within about 5 s
