@@ -2,8 +2,8 @@
 
 A profile says what a board *is* (SoC, GPU architecture, the USB device controller
 the UVC gadget binds to, its CSI sensors and their modes, its thermal zones) and what
-the webcam advertises on it (UVC formats sized to the USB link). The daemon reads it
-once at start-up; stages never branch on the board name.
+the webcam advertises on it (UVC formats sized to the USB link; the USB microphone, if
+any). The daemon reads it once at start-up; stages never branch on the board name.
 
 Where the files are found (:func:`default_profiles_dir`):
 
@@ -292,6 +292,47 @@ class UvcSpec(_Strict):
         return kept
 
 
+# Sample rates every host's USB Audio Class 2 driver takes (Windows' usbaudio2, macOS,
+# snd-usb-audio); the noise removal runs at 48 kHz, so the shipped profiles use that.
+SAMPLE_RATES = (16000, 32000, 44100, 48000, 96000)
+
+
+class AudioSpec(_Strict):
+    """The microphone the camera offers the USB host beside the picture (UAC2).
+
+    ``microphone`` says whether the gadget has one (``false``, like no ``audio`` section,
+    builds the camera alone); the stream goes device to host only, at ``sample_rate``
+    Hz, ``channels`` channels (1: mono) of ``sample_size`` bytes per sample.
+    """
+
+    microphone: bool
+    sample_rate: int = 48000
+    channels: int = 1
+    sample_size: int = 2
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _rate(cls, value: int) -> int:
+        if value not in SAMPLE_RATES:
+            rates = ", ".join(str(r) for r in SAMPLE_RATES)
+            raise ValueError(f"{value} Hz is not one of the rates hosts take ({rates})")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: int) -> int:
+        if value not in (1, 2):
+            raise ValueError(f"must be 1 (mono) or 2 (stereo), not {value}")
+        return value
+
+    @field_validator("sample_size")
+    @classmethod
+    def _sample_size(cls, value: int) -> int:
+        if value not in (2, 3, 4):
+            raise ValueError(f"must be 2, 3 or 4 bytes (16-, 24- or 32-bit samples), not {value}")
+        return value
+
+
 # The GPU each Jetson SoC carries: Orin's Ampere iGPU is SM 8.7, Xavier's Volta SM 7.2.
 _SOC_GPU_ARCH = {"tegra234": "sm_87", "tegra194": "sm_72"}
 
@@ -307,6 +348,7 @@ class BoardProfile(_Strict):
     udc: list[str] = Field(default_factory=list)
     csi_sensors: list[CsiSensor] = Field(default_factory=list)
     uvc: UvcSpec
+    audio: AudioSpec | None = None
     thermal_zones: list[str] = Field(default_factory=list)
     power_modes: list[str] = Field(default_factory=list)
 
@@ -347,6 +389,11 @@ class BoardProfile(_Strict):
         if dup:
             raise SubPathError("csi_sensors", f"sensor {dup[0]} is listed twice")
         return self
+
+    @property
+    def microphone(self) -> AudioSpec | None:
+        """The audio section when the board offers the host a microphone, else None."""
+        return self.audio if self.audio is not None and self.audio.microphone else None
 
     @property
     def detected(self) -> bool:

@@ -1,4 +1,5 @@
-"""``appliance gadget up|down|status``: the USB webcam gadget, from the board profile."""
+"""``appliance gadget up|down|status``: the USB webcam gadget (camera, and microphone where
+the board profile has one), from the board profile."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from appliance.hw.profile import BoardProfile
 
 
 def add_gadget_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("gadget", help="the USB (UVC) webcam gadget in configfs")
+    p = sub.add_parser("gadget", help="the USB webcam gadget (UVC, UAC2 microphone) in configfs")
     p.add_argument("--configfs", type=Path, default=Path("/sys/kernel/config"))
     p.add_argument("--board", help="board profile name (default: detected)")
     actions = p.add_subparsers(dest="gadget_command", required=True)
@@ -23,7 +24,7 @@ def add_gadget_parser(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--product", default="AI Conference Camera")
     up.add_argument("--manufacturer", default="Appliance project")
     actions.add_parser("down", help="unbind and remove the gadget")
-    status = actions.add_parser("status", help="the gadget, its UDC's state and modes")
+    status = actions.add_parser("status", help="the gadget, its UDC's state, modes, microphone")
     status.add_argument("--json", action="store_true")
 
 
@@ -49,7 +50,8 @@ def main(args: argparse.Namespace) -> int:
             serial = args.serial or socket.gethostname()
             identity = Identity(args.manufacturer, args.product, serial)
             changed = gadget.up(profile, identity, udc, args.take_udc)
-            print(f"gadget {'up' if changed else 'already up'} on {udc} ({profile.name})")
+            what = "camera and microphone" if profile.microphone else "camera"
+            print(f"gadget {'up' if changed else 'already up'} on {udc} ({profile.name}: {what})")
         elif args.gadget_command == "down":
             gadget.down()
             print("gadget down")
@@ -61,6 +63,18 @@ def main(args: argparse.Namespace) -> int:
                 print(f"{status['state']}: udc {status['udc']}, {len(status['modes'])} modes")
                 for m in status["modes"]:
                     print(f"  {m['format']} {m['width']}x{m['height']} fps {m['fps']}")
+                audio = status["audio"]
+                if audio is None:
+                    print("microphone: none")
+                else:
+                    print(
+                        f"microphone: {audio['sample_rate']} Hz, {audio['channels']} channel(s), "
+                        f"{8 * audio['sample_size']}-bit, controls {audio['controls'] or 'none'}, "
+                        f"{'linked' if audio['linked'] else 'NOT linked'}, ALSA {audio['alsa']}"
+                    )
+                    print(f"  terminal type: {audio['terminal_type']}")
+                    if audio["not_on_this_kernel"]:
+                        print(f"  not on this kernel: {', '.join(audio['not_on_this_kernel'])}")
     except (GadgetError, OSError) as exc:
         print(f"appliance gadget {args.gadget_command}: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""``appliance gadget up|down|status``: the USB gadget in configfs, from the board profile.
+"""``appliance gadget up|down|status``: the USB gadget in configfs, from the board profile:
+the camera (UVC) and, where the profile has a microphone, the microphone (UAC2) beside it.
 
 Layout written under ``/sys/kernel/config/usb_gadget/<name>/`` (see the kernel's
 Documentation/usb/gadget-uvc.rst)::
@@ -8,13 +9,20 @@ Documentation/usb/gadget-uvc.rst)::
     functions/uvc.0/control/header/h        linked into control/class/{fs,ss}
     functions/uvc.0/streaming/mjpeg/m/<W>x<H>/, uncompressed/u/<W>x<H>/
     functions/uvc.0/streaming/header/h/{m,u} linked into streaming/class/{fs,hs,ss}
-    configs/c.1/uvc.0 -> functions/uvc.0, then UDC <- the board's device controller
+    functions/uac2.0/p_chmask p_srate p_ssize c_chmask=0 ...  (appliance/uvc/uac2.py)
+    configs/c.1/uvc.0 -> functions/uvc.0, configs/c.1/uac2.0 -> functions/uac2.0,
+    then UDC <- the board's device controller
 
-``up`` is idempotent: a gadget that already describes the profile's modes and is bound
-to the UDC is left alone (a host that has the camera open keeps it); anything else is
-torn down and rebuilt. A UDC held by another gadget (NVIDIA's ``nv-l4t-usb-device-mode``
-on a Jetson) is refused unless ``take_udc`` is set, which unbinds that gadget: the
-camera then replaces its USB network and serial functions until the next boot.
+Both functions in one configuration need the interface association triplet on the
+device (bDeviceClass 0xEF, bDeviceSubClass 0x02, bDeviceProtocol 0x01), which UVC alone
+already requires: it is written either way.
+
+``up`` is idempotent: a gadget that already describes the profile's modes and microphone
+(or its absence) and is bound to the UDC is left alone (a host that has the camera open
+keeps it); anything else is torn down and rebuilt. A UDC held by another gadget (NVIDIA's
+``nv-l4t-usb-device-mode`` on a Jetson) is refused unless ``take_udc`` is set, which
+unbinds that gadget: the camera then replaces its USB network and serial functions until
+the next boot.
 
 Controls: this kernel's f_uvc writes the processing unit's and camera terminal's
 ``bmControls`` itself (brightness; auto-exposure mode) and configfs exposes them
@@ -24,14 +32,14 @@ are advertised (:data:`PU_CONTROL_BITS`). ``status`` says which are.
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appliance.hw.profile import BoardProfile
+from appliance.uvc import configfs as cfs
+from appliance.uvc import uac2
 from appliance.uvc.modes import modes_for
 from appliance.uvc.protocol import Mode
 
@@ -76,6 +84,7 @@ class Gadget:
         self.sys_root = Path(sys_root)
         self.root = self.configfs / "usb_gadget" / name
         self.function = self.root / "functions" / FUNCTION
+        self.audio_function = self.root / "functions" / uac2.FUNCTION
 
     # -- queries --------------------------------------------------------------------------
 
@@ -83,7 +92,7 @@ class Gadget:
         return self.root.is_dir()
 
     def udc(self) -> str:
-        return _read(self.root / "UDC") if self.exists() else ""
+        return cfs.read(self.root / "UDC") if self.exists() else ""
 
     def modes(self) -> list[tuple[str, int, int, tuple[int, ...]]]:
         """(fourcc, width, height, intervals) as configfs holds them, in header order."""
@@ -96,21 +105,27 @@ class Gadget:
             target = link.resolve()
             fourcc = "MJPG" if target.parent.name == "mjpeg" else "YUYV"
             for frame in sorted((p for p in target.iterdir() if p.is_dir()), key=_creation_order):
-                intervals = tuple(int(v) for v in _read(frame / "dwFrameInterval").split())
-                width, height = int(_read(frame / "wWidth")), int(_read(frame / "wHeight"))
+                intervals = tuple(int(v) for v in cfs.read(frame / "dwFrameInterval").split())
+                width, height = int(cfs.read(frame / "wWidth")), int(cfs.read(frame / "wHeight"))
                 found.append((fourcc, width, height, intervals))
         return found
+
+    def audio(self) -> dict[str, tuple[int, ...]] | None:
+        """The microphone's stream as configfs holds it; None unless it is in ``c.1``."""
+        if not (self.root / "configs" / CONFIG / uac2.FUNCTION).is_symlink():
+            return None
+        return uac2.current(self.audio_function)
 
     def interfaces(self) -> tuple[int, int]:
         """(control, streaming) interface numbers, valid once bound."""
         return (
-            int(_read(self.function / "control" / "bInterfaceNumber")),
-            int(_read(self.function / "streaming" / "bInterfaceNumber")),
+            int(cfs.read(self.function / "control" / "bInterfaceNumber")),
+            int(cfs.read(self.function / "streaming" / "bInterfaceNumber")),
         )
 
     def advertised_controls(self) -> list[str]:
-        pu = _bits(_read(self.function / "control/processing/default/bmControls"))
-        ct = _bits(_read(self.function / "control/terminal/camera/default/bmControls"))
+        pu = _bits(cfs.read(self.function / "control/processing/default/bmControls"))
+        ct = _bits(cfs.read(self.function / "control/terminal/camera/default/bmControls"))
         names = [n for n, bit in PU_CONTROL_BITS.items() if bit in pu]
         return names + [n for n, bit in CT_CONTROL_BITS.items() if bit in ct]
 
@@ -119,7 +134,7 @@ class Gadget:
         udc = self.udc()
         if not udc:
             return "unbound"
-        return _read(self.sys_root / "class" / "udc" / udc / "state") or "unknown"
+        return cfs.read(self.sys_root / "class" / "udc" / udc / "state") or "unknown"
 
     # -- up / down --------------------------------------------------------------------------
 
@@ -129,18 +144,25 @@ class Gadget:
             raise GadgetError(f"board profile {profile.name} has no uvc section")
         modes = modes_for(profile.uvc)
         wanted = [(m.fourcc, m.width, m.height, m.intervals) for m in modes]
-        if self.exists() and self.udc() == udc and self.modes() == wanted:
+        mic = profile.microphone
+        audio = uac2.stream(mic) if mic else None
+        if (
+            self.exists()
+            and self.udc() == udc
+            and self.modes() == wanted
+            and self.audio() == audio  # a microphone gained or lost is a rebuild too
+        ):
             return False
         self._free_udc(udc, take_udc)
         if self.exists():
             self.down()
         try:
             self._build(profile, identity, modes)
-            _write(self.root / "UDC", udc)
+            cfs.write(self.root / "UDC", udc)
         except OSError as exc:
             self.down()
             raise GadgetError(f"cannot build the gadget: {exc}") from None
-        log.info("UVC gadget up on %s: %d modes", udc, len(modes))
+        log.info("gadget up on %s: %d modes, microphone: %s", udc, len(modes), mic is not None)
         return True
 
     def down(self) -> None:
@@ -148,31 +170,35 @@ class Gadget:
         if not self.exists():
             return
         if self.udc():
-            _write(self.root / "UDC", "\n")
+            cfs.write(self.root / "UDC", "\n")
         fn = self.function
-        _unlink(self.root / "configs" / CONFIG / FUNCTION)
+        config = self.root / "configs" / CONFIG
+        if config.is_dir():  # every function link, also of a function this build lacks
+            for link in (p for p in config.iterdir() if p.is_symlink()):
+                cfs.unlink(link)
         for speed in ("fs", "hs", "ss"):
-            _unlink(fn / "streaming" / "class" / speed / "h")
+            cfs.unlink(fn / "streaming" / "class" / speed / "h")
         for speed in ("fs", "ss"):
-            _unlink(fn / "control" / "class" / speed / "h")
+            cfs.unlink(fn / "control" / "class" / speed / "h")
         header = fn / "streaming" / "header" / "h"
         if header.is_dir():
             for link in header.iterdir():
-                _unlink(link)
-        _rmdir(header)
+                cfs.unlink(link)
+        cfs.rmdir(header)
         for kind, name in FORMAT_DIRS.values():
             fmt = fn / "streaming" / kind / name
             if fmt.is_dir():
                 for frame in (p for p in fmt.iterdir() if p.is_dir()):
-                    _rmdir(frame)
-            _rmdir(fmt)
-        _rmdir(fn / "control" / "header" / "h")
-        _rmdir(fn)
-        _rmdir(self.root / "configs" / CONFIG / "strings" / LANG)
-        _rmdir(self.root / "configs" / CONFIG)
-        _rmdir(self.root / "strings" / LANG)
-        _rmdir(self.root)
-        log.info("UVC gadget removed")
+                    cfs.rmdir(frame)
+            cfs.rmdir(fmt)
+        cfs.rmdir(fn / "control" / "header" / "h")
+        cfs.rmdir(fn)
+        cfs.rmdir(self.audio_function)
+        cfs.rmdir(self.root / "configs" / CONFIG / "strings" / LANG)
+        cfs.rmdir(self.root / "configs" / CONFIG)
+        cfs.rmdir(self.root / "strings" / LANG)
+        cfs.rmdir(self.root)
+        log.info("gadget removed")
 
     def _free_udc(self, udc: str, take_udc: bool) -> None:
         gadgets = self.configfs / "usb_gadget"
@@ -182,7 +208,7 @@ class Gadget:
                 "(modprobe libcomposite; mount -t configfs none /sys/kernel/config)"
             )
         for other in gadgets.iterdir():
-            if other == self.root or _read(other / "UDC") != udc:
+            if other == self.root or cfs.read(other / "UDC") != udc:
                 continue
             if not take_udc:
                 raise GadgetError(
@@ -190,82 +216,85 @@ class Gadget:
                     "nv-l4t-usb-device-mode); stop it, or pass --take-udc to unbind it"
                 )
             log.warning("unbinding gadget %s from %s", other.name, udc)
-            _write(other / "UDC", "\n")
+            cfs.write(other / "UDC", "\n")
 
     def _build(self, profile: BoardProfile, identity: Identity, modes: list[Mode]) -> None:
         root, fn = self.root, self.function
         spec = profile.uvc
         assert spec is not None
-        _mkdir(root)
-        _write(root / "idVendor", f"0x{identity.vendor_id:04x}")
-        _write(root / "idProduct", f"0x{identity.product_id:04x}")
-        _write(root / "bcdDevice", "0x0100")
-        _write(root / "bcdUSB", "0x0200" if spec.usb_speed == "high" else "0x0300")
+        cfs.mkdir(root)
+        cfs.write(root / "idVendor", f"0x{identity.vendor_id:04x}")
+        cfs.write(root / "idProduct", f"0x{identity.product_id:04x}")
+        cfs.write(root / "bcdDevice", "0x0100")
+        cfs.write(root / "bcdUSB", "0x0200" if spec.usb_speed == "high" else "0x0300")
         # Class EF/02/01 (IAD): a composite with an interface association, as UVC needs.
-        _write(root / "bDeviceClass", "0xef")
-        _write(root / "bDeviceSubClass", "0x02")
-        _write(root / "bDeviceProtocol", "0x01")
+        cfs.write(root / "bDeviceClass", "0xef")
+        cfs.write(root / "bDeviceSubClass", "0x02")
+        cfs.write(root / "bDeviceProtocol", "0x01")
         strings = root / "strings" / LANG
-        _mkdir(strings)
-        _write(strings / "manufacturer", identity.manufacturer)
-        _write(strings / "product", identity.product)
-        _write(strings / "serialnumber", identity.serial)
+        cfs.mkdir(strings)
+        cfs.write(strings / "manufacturer", identity.manufacturer)
+        cfs.write(strings / "product", identity.product)
+        cfs.write(strings / "serialnumber", identity.serial)
         config = root / "configs" / CONFIG
-        _mkdir(config / "strings" / LANG)
-        _write(config / "strings" / LANG / "configuration", "UVC")
-        _write(config / "MaxPower", "500")
+        cfs.mkdir(config / "strings" / LANG)
+        cfs.write(config / "strings" / LANG / "configuration", "UVC")
+        cfs.write(config / "MaxPower", "500")
 
-        _mkdir(fn)
-        _write(fn / "function_name", identity.product[:31])
-        _write(fn / "streaming_maxpacket", str(spec.max_packet))
-        _write(fn / "streaming_maxburst", str(spec.max_burst))
-        _write(fn / "streaming_interval", str(spec.interval))
+        cfs.mkdir(fn)
+        cfs.write(fn / "function_name", identity.product[:31])
+        cfs.write(fn / "streaming_maxpacket", str(spec.max_packet))
+        cfs.write(fn / "streaming_maxburst", str(spec.max_burst))
+        cfs.write(fn / "streaming_interval", str(spec.interval))
         control_header = fn / "control" / "header" / "h"
-        _mkdir(control_header)
-        _write(control_header / "bcdUVC", f"0x{BCD_UVC:04x}")
+        cfs.mkdir(control_header)
+        cfs.write(control_header / "bcdUVC", f"0x{BCD_UVC:04x}")
         for speed in ("fs", "ss"):
-            _symlink(control_header, fn / "control" / "class" / speed / "h")
-        _try_write(
+            cfs.symlink(control_header, fn / "control" / "class" / speed / "h")
+        cfs.try_write(
             fn / "control/processing/default/bmControls",
             _bitmap(PU_CONTROL_BITS.values(), 2),
         )
-        _try_write(
+        cfs.try_write(
             fn / "control/terminal/camera/default/bmControls",
             _bitmap(CT_CONTROL_BITS.values(), 3),
         )
 
         header = fn / "streaming" / "header" / "h"
-        _mkdir(header)
+        cfs.mkdir(header)
         for fourcc in dict.fromkeys(m.fourcc for m in modes):  # descriptor order
             kind, name = FORMAT_DIRS[fourcc]
             fmt = fn / "streaming" / kind / name
-            _mkdir(fmt)
+            cfs.mkdir(fmt)
             for mode in (m for m in modes if m.fourcc == fourcc):
                 self._frame(fmt / f"{mode.width}x{mode.height}", mode)
-            _symlink(fmt, header / name)
+            cfs.symlink(fmt, header / name)
         for speed in ("fs", "hs", "ss"):
-            _symlink(header, fn / "streaming" / "class" / speed / "h")
-        _symlink(fn, config / FUNCTION)
+            cfs.symlink(header, fn / "streaming" / "class" / speed / "h")
+        cfs.symlink(fn, config / FUNCTION)
+        if profile.microphone is not None:
+            uac2.build(self.audio_function, profile.microphone)
+            cfs.symlink(self.audio_function, config / uac2.FUNCTION)
 
     @staticmethod
     def _frame(path: Path, mode: Mode) -> None:
-        _mkdir(path)
-        _write(path / "wWidth", str(mode.width))
-        _write(path / "wHeight", str(mode.height))
-        _write(path / "dwMaxVideoFrameBufferSize", str(mode.max_frame_bytes))
+        cfs.mkdir(path)
+        cfs.write(path / "wWidth", str(mode.width))
+        cfs.write(path / "wHeight", str(mode.height))
+        cfs.write(path / "dwMaxVideoFrameBufferSize", str(mode.max_frame_bytes))
         fastest = min(mode.intervals)
         bits_per_frame = mode.width * mode.height * 16
-        _write(path / "dwMinBitRate", str(bits_per_frame * 10_000_000 // max(mode.intervals)))
-        _write(path / "dwMaxBitRate", str(bits_per_frame * 10_000_000 // fastest))
+        cfs.write(path / "dwMinBitRate", str(bits_per_frame * 10_000_000 // max(mode.intervals)))
+        cfs.write(path / "dwMaxBitRate", str(bits_per_frame * 10_000_000 // fastest))
         # One interval per line, in the profile's order (its first is the default).
-        _write(path / "dwFrameInterval", "\n".join(str(i) for i in mode.intervals) + "\n")
-        _write(path / "dwDefaultFrameInterval", str(mode.default_interval))
+        cfs.write(path / "dwFrameInterval", "\n".join(str(i) for i in mode.intervals) + "\n")
+        cfs.write(path / "dwDefaultFrameInterval", str(mode.default_interval))
 
     # -- status -------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         if not self.exists():
-            return {"gadget": None, "udc": None, "state": "absent", "modes": []}
+            return {"gadget": None, "udc": None, "state": "absent", "modes": [], "audio": None}
         bound = bool(self.udc())
         return {
             "gadget": str(self.root),
@@ -277,6 +306,7 @@ class Gadget:
             ],
             "interfaces": list(self.interfaces()) if bound else None,
             "controls": self.advertised_controls(),
+            "audio": uac2.status(self.audio_function, self.audio() is not None, self.sys_root),
         }
 
 
@@ -303,51 +333,6 @@ def _creation_order(path: Path) -> tuple[int, str]:
         return (path.lstat().st_ino, path.name)
     except OSError:
         return (0, path.name)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
-
-
-def _write(path: Path, value: str) -> None:
-    try:
-        with open(path, "w") as out:
-            out.write(value)
-    except OSError as exc:
-        raise OSError(exc.errno, f"writing {value.strip()!r} to {path}: {exc.strerror}") from None
-
-
-def _try_write(path: Path, value: str) -> bool:
-    """Write an attribute that older kernels keep read-only; False if they did."""
-    try:
-        _write(path, value)
-        return True
-    except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EINVAL, errno.EROFS):
-            raise
-        return False
-
-
-def _mkdir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-
-
-def _symlink(target: Path, link: Path) -> None:
-    if not link.is_symlink():
-        os.symlink(target, link)
-
-
-def _unlink(path: Path) -> None:
-    if path.is_symlink():
-        path.unlink()
-
-
-def _rmdir(path: Path) -> None:
-    if path.is_dir():
-        path.rmdir()
 
 
 def _bitmap(bits: Any, size: int) -> str:

@@ -106,6 +106,22 @@ def test_jetson_profiles_name_udc_and_gpu() -> None:
     ]
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_profiles_offer_a_48k_mono_16_bit_microphone(name: str) -> None:
+    mic = load_profile(HW_DIR / f"{name}.yaml").microphone
+    assert mic is not None
+    assert (mic.sample_rate, mic.channels, mic.sample_size) == (48000, 1, 2)
+
+
+def test_audio_section_is_optional_and_microphone_false_means_none(tmp_path) -> None:
+    data = _shipped_data("jetson-xavier-nx-devkit")
+    del data["audio"]
+    assert load_profile(_write(tmp_path, "jetson-xavier-nx-devkit", data)).microphone is None
+    data["audio"] = {"microphone": False}
+    board = load_profile(_write(tmp_path, "jetson-xavier-nx-devkit", data))
+    assert board.audio is not None and board.microphone is None
+
+
 # --- detection -------------------------------------------------------------------------------
 
 
@@ -223,6 +239,22 @@ def test_odd_yuyv_size_is_rejected(tmp_path) -> None:
 
     err = _broken(tmp_path, mutate)
     assert "uvc.formats[1].frames[0]: 641x480: yuyv frame sizes must be even" in str(err)
+
+
+def test_bad_audio_values_are_named(tmp_path) -> None:
+    def mutate(d: dict) -> None:
+        d["audio"].update(sample_rate=44000, channels=6, sample_size=1, rate=48000)
+
+    text = str(_broken(tmp_path, mutate))
+    assert (
+        "audio.sample_rate: 44000 Hz is not one of the rates hosts take "
+        "(16000, 32000, 44100, 48000, 96000)"
+    ) in text
+    assert "audio.channels: must be 1 (mono) or 2 (stereo), not 6" in text
+    assert "audio.sample_size: must be 2, 3 or 4 bytes (16-, 24- or 32-bit samples), not 1" in text
+    assert "audio.rate: unknown key" in text
+    err = _broken(tmp_path, lambda d: d["audio"].pop("microphone"))
+    assert "audio.microphone: missing required key" in str(err)
 
 
 def test_missing_key_and_wrong_type(tmp_path) -> None:

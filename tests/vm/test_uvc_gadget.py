@@ -1,4 +1,5 @@
-"""The webcam against the real Linux UVC stack: gadget and host in one guest kernel.
+"""The webcam against the real Linux UVC and USB audio stacks: gadget and host in one
+guest kernel.
 
 In one boot (``guest_checks``, run inside the VM from this file): ``appliance gadget
 up`` builds the gadget from the generic-x86 profile and binds it to ``usbip-vudc``; the
@@ -6,10 +7,12 @@ daemon's UVC service runs its loop on the gadget's node; the UDC is looped back 
 same kernel's ``vhci-hcd`` through a socket pair, so Linux's ``uvcvideo`` enumerates
 the camera as a host would. The host side's V4L2 then lists formats, sizes and
 intervals, opens each format (probe/commit through the service), reads and writes
-controls, streams on and off, and finally the cable is pulled (vhci detach).
+controls, streams on and off, and finally the cable is pulled (vhci detach). The same
+gadget is a microphone (f_uac2): Linux's ``snd-usb-audio`` makes a capture device of it,
+and the host reads and sets its controls.
 
 What cannot cross usbip-vudc is the isochronous payload (the host sees -EXDEV), so the
-bytes of the video are tested in-process (tests/uvc).
+bytes of the video (and of the sound) are tested in-process (tests/uvc).
 """
 
 from __future__ import annotations
@@ -35,7 +38,15 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-MODULES = ["libcomposite", "usb_f_uvc", "usbip-vudc", "vhci-hcd", "uvcvideo"]
+MODULES = [
+    "libcomposite",
+    "usb_f_uvc",
+    "usb_f_uac2",
+    "usbip-vudc",
+    "vhci-hcd",
+    "uvcvideo",
+    "snd-usb-audio",
+]
 UDC = "usbip-vudc.0"
 BOARD = "generic-x86"
 
@@ -145,6 +156,91 @@ class RawUsb:
         os.close(self.fd)
 
 
+class SndCtl:
+    """One ALSA card's controls by the kernel's ioctls (there is no alsa-lib to rely on)."""
+
+    def __init__(self, card: int) -> None:
+        import ctypes
+        import fcntl
+
+        from appliance.platform.v4l2 import _IOWR
+
+        class elem_id(ctypes.Structure):
+            _fields_ = [
+                ("numid", ctypes.c_uint),
+                ("iface", ctypes.c_int),
+                ("device", ctypes.c_uint),
+                ("subdevice", ctypes.c_uint),
+                ("name", ctypes.c_char * 44),
+                ("index", ctypes.c_uint),
+            ]
+
+        class elem_list(ctypes.Structure):
+            _fields_ = [
+                ("offset", ctypes.c_uint),
+                ("space", ctypes.c_uint),
+                ("used", ctypes.c_uint),
+                ("count", ctypes.c_uint),
+                ("pids", ctypes.POINTER(elem_id)),
+                ("reserved", ctypes.c_ubyte * 50),
+            ]
+
+        class elem_value(ctypes.Structure):  # 1224 bytes: the size is in the ioctl number
+            _fields_ = [
+                ("id", elem_id),
+                ("indirect", ctypes.c_uint),
+                ("value", ctypes.c_long * 128),
+                ("reserved", ctypes.c_ubyte * 128),
+            ]
+
+        self.ctypes, self.fcntl, self.elem_id, self.elem_value = ctypes, fcntl, elem_id, elem_value
+        self.LIST = _IOWR("U", 0x10, elem_list)
+        self.READ = _IOWR("U", 0x12, elem_value)
+        self.WRITE = _IOWR("U", 0x13, elem_value)
+        self.fd = os.open(f"/dev/snd/controlC{card}", os.O_RDWR)
+        listing = elem_list()
+        fcntl.ioctl(self.fd, self.LIST, listing)
+        ids = (elem_id * listing.count)()
+        listing.space, listing.pids = listing.count, ids
+        fcntl.ioctl(self.fd, self.LIST, listing)
+        self.numids = {e.name.decode(): e.numid for e in ids[: listing.used]}
+
+    def read(self, name: str) -> int:
+        value = self.elem_value()
+        value.id.numid = self.numids[name]
+        self.fcntl.ioctl(self.fd, self.READ, value)
+        return int(value.value[0])
+
+    def write(self, name: str, number: int) -> None:
+        value = self.elem_value()
+        value.id.numid = self.numids[name]
+        value.value[0] = number
+        self.fcntl.ioctl(self.fd, self.WRITE, value)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _sound_cards() -> dict[str, int]:
+    """ALSA card id -> number, as /sys/class/sound lists them."""
+    cards = {}
+    for card in Path("/sys/class/sound").glob("card*"):
+        cards[(card / "id").read_text().strip()] = int(card.name.removeprefix("card"))
+    return cards
+
+
+def _usb_descriptors(vendor: int, product: int) -> str | None:
+    """The device and configuration descriptors the host read, as hex."""
+    for dev in Path("/sys/bus/usb/devices").iterdir():
+        try:
+            ids = int((dev / "idVendor").read_text(), 16), int((dev / "idProduct").read_text(), 16)
+        except (OSError, ValueError):
+            continue
+        if ids == (vendor, product):
+            return (dev / "descriptors").read_bytes().hex()
+    return None
+
+
 def guest_checks() -> dict[str, Any]:
     import numpy as np
 
@@ -208,6 +304,40 @@ def guest_checks() -> dict[str, Any]:
         }
 
     check(results, "enumerate", enumerate_on_host)
+
+    def microphone() -> dict[str, Any]:
+        from appliance.uvc import gadget, uac2
+
+        cards = _wait(lambda: len(_sound_cards()) >= 2 and _sound_cards(), 30) or _sound_cards()
+        host_card = next((n for i, n in cards.items() if i != uac2.ALSA_CARD_ID), None)
+        assert host_card is not None, f"snd-usb-audio made no card: {cards}"
+        proc = Path(f"/proc/asound/card{host_card}")
+        host, device = SndCtl(host_card), SndCtl(cards[uac2.ALSA_CARD_ID])
+        try:
+            names = sorted(host.numids)
+            values = {name: host.read(name) for name in names}
+            device_before = {name: device.read(name) for name in sorted(device.numids)}
+            switch = next(n for n in names if n.endswith("Capture Switch"))
+            host.write(switch, 0)  # the host mutes the microphone (SET_CUR)...
+            muted = host.read(switch)
+            # ...and the gadget's own card, where the daemon plays, sees it.
+            device_after = {name: device.read(name) for name in sorted(device.numids)}
+        finally:
+            host.close()
+            device.close()
+        return {
+            "cards": Path("/proc/asound/cards").read_text(),
+            "stream": (proc / "stream0").read_text(),
+            "usbmixer": (proc / "usbmixer").read_text(),
+            "pcm": sorted(p.name for p in Path("/dev/snd").glob(f"pcmC{host_card}D*")),
+            "controls": values,
+            "muted": muted,
+            "device_before": device_before,
+            "device_after": device_after,
+            "descriptors": _usb_descriptors(gadget.VENDOR_ID, gadget.PRODUCT_ID),
+        }
+
+    check(results, "microphone", microphone)
 
     def probe_commit() -> dict[str, Any]:
         opened = []
@@ -360,6 +490,7 @@ def guest_checks() -> dict[str, Any]:
             "down": down,
             "status": json.loads(status["out"]) if status["rc"] == 0 else status,
             "leftover": os.path.exists("/sys/kernel/config/usb_gadget/appliance"),
+            "sound_cards": _sound_cards(),
         }
 
     check(results, "gadget_down", gadget_down)
@@ -406,6 +537,13 @@ def test_gadget_up_builds_the_profile_and_is_idempotent(guest) -> None:
     modes = [[m["format"], m["width"], m["height"]] for m in status["modes"]]
     expected = [[f["format"], w, h] for f in _profile_modes() for w, h, _ in f["sizes"]]
     assert modes == expected
+    audio = status["audio"]  # the profile's microphone, linked beside the camera
+    assert audio["linked"] and not audio["speaker"]
+    assert (audio["sample_rate"], audio["channels"], audio["sample_size"]) == (48000, 1, 2)
+    assert audio["controls"] == ["mute", "volume"]
+    assert audio["alsa"] == "hw:CARD=UAC2Gadget,DEV=0"
+    # Debian's 6.1 cannot set the terminal type (its f_uac2 fixes MICROPHONE): said so.
+    assert audio["terminal_type"].startswith(("0x0201", "not settable on this kernel"))
 
 
 def test_the_host_enumerates_exactly_the_profiles_formats_sizes_and_rates(guest) -> None:
@@ -421,6 +559,58 @@ def test_the_host_enumerates_exactly_the_profiles_formats_sizes_and_rates(guest)
     assert listed == _profile_modes()
     assert part["udc_state"] == "configured"
     assert part["events"].get("connect", 0) >= 1 or part["events"].get("setup", 0) >= 1
+
+
+def _descriptors(hex_text: str) -> tuple[bytes, list[tuple[tuple[int, int] | None, bytes]]]:
+    """(device descriptor, [(interface class and subclass, descriptor)] of the rest)."""
+    raw = bytes.fromhex(hex_text)
+    device, found, i = raw[:18], [], 18
+    interface: tuple[int, int] | None = None
+    while i + 2 <= len(raw) and raw[i]:
+        d = raw[i : i + raw[i]]
+        if d[1] == 0x04:  # INTERFACE
+            interface = (d[5], d[6])
+        found.append((interface, d))
+        i += raw[i]
+    return device, found
+
+
+def test_the_host_sees_one_device_with_a_camera_and_a_microphone(guest) -> None:
+    part = _part(guest, "microphone")
+    device, descriptors = _descriptors(part["descriptors"])
+    assert tuple(device[4:7]) == (0xEF, 0x02, 0x01)  # interface association triplet
+    iads = [tuple(d[4:7]) for _, d in descriptors if d[1] == 0x0B]
+    assert iads == [(0x0E, 0x03, 0x00), (0x01, 0x00, 0x20)]  # UVC, then UAC2 (IP 2.0)
+    audio_control = [d for cls, d in descriptors if cls == (1, 1) and d[1] == 0x24]
+    input_terminals = [int.from_bytes(d[4:6], "little") for d in audio_control if d[2] == 0x02]
+    assert input_terminals == [0x0201]  # MICROPHONE, not UNDEFINED (Windows: Code 10)
+    streaming_eps = [d[2] for cls, d in descriptors if cls == (1, 2) and d[1] == 0x05]
+    assert len(streaming_eps) == 1 and streaming_eps[0] & 0x80  # one IN: no speaker, no feedback
+
+
+def test_snd_usb_audio_makes_a_48k_mono_capture_device(guest) -> None:
+    part = _part(guest, "microphone")
+    assert "UAC2Gadget" in part["cards"]  # the gadget's own card, for the daemon
+    assert "AI Conference Camera" in part["cards"]  # the host's card of the camera
+    stream = part["stream"]
+    assert "Capture:" in stream and "Playback:" not in stream
+    for line in ("Format: S16_LE", "Channels: 1", "Rates: 48000"):
+        assert line in stream, stream
+    assert [p[-1] for p in part["pcm"]] == ["c"]  # capture PCMs only
+
+
+def test_the_host_reads_and_sets_the_microphones_controls(guest) -> None:
+    part = _part(guest, "microphone")
+    assert "ctlerr=0" in part["usbmixer"], part["usbmixer"]
+    assert "Volume: min=-25600, max=0" in part["usbmixer"]  # GET_RANGE answered: -100..0 dB
+    controls = part["controls"]
+    switch = next(v for n, v in controls.items() if n.endswith("Capture Switch"))
+    volume = next(v for n, v in controls.items() if n.endswith("Capture Volume"))
+    assert switch == 1 and volume >= 0  # GET_CUR answered: unmuted, a volume step
+    assert part["muted"] == 0
+    # u_audio's switch on the gadget's card is "on" (1) while the host has not muted.
+    assert part["device_before"]["PCM Playback Switch"] == 1
+    assert part["device_after"]["PCM Playback Switch"] == 0
 
 
 def test_opening_each_format_runs_probe_through_the_daemon(guest) -> None:
@@ -481,6 +671,7 @@ def test_gadget_down_removes_everything(guest) -> None:
     assert part["down"]["rc"] == 0
     assert part["status"]["state"] == "absent"
     assert not part["leftover"]
+    assert part["sound_cards"] == {}  # the gadget's card went with it, the host's on unplug
 
 
 def test_the_guest_kernel_stayed_healthy(guest) -> None:
