@@ -78,14 +78,16 @@ def test_the_sink_streams_a_call_a_receiver_shows_exactly(mode):
     receiver = Receiver()
     try:
         for frame in frames(8):
-            sink.consume(frame)  # the hybrid's first rung sends every second frame
+            sink.consume(frame)  # the hybrid's first rung may send 7.5 to 25 fps
             got = received(sock)
             assert all(len(d) <= MTU for d, _ in got)
             held = set(receiver.streams.pictures)  # the hybrid paces its picture
             for datagram, _ in got:
                 receiver.feed(datagram)
-            assert sink.sender is not None and receiver.picture is not None
-            assert sink.sender.shown is not None
+            assert sink.sender is not None and sink.sender.shown is not None
+            if receiver.picture is None:  # the hybrid's first key, paced at the start rate
+                assert mode == "hybrid" and frame.seq < 6
+                continue
             if mode == "keypoints" or held:  # the loop's picture, once the detail is in
                 assert np.array_equal(receiver.picture, sink.sender.shown)
     finally:
@@ -95,8 +97,11 @@ def test_the_sink_streams_a_call_a_receiver_shows_exactly(mode):
     assert receiver.stats.references >= 1
     assert receiver.picture is not None and receiver.picture.shape == (480, 480, 3)
     stats = sink.stats()
-    assert stats["frames"] == 8 and stats["send_errors"] == 0 and stats["datagrams"] >= 9
     assert sink.sender is not None and stats["bytes"] == sink.sender.stats.total_bytes
+    # a packet per frame sent (the hybrid's start rung sends 15 fps of 25) and the picture
+    stream = sink.sender.stream_sender
+    sent = 8 if stream is None else stream.counts["frames"]
+    assert stats["frames"] == 8 and stats["send_errors"] == 0 and stats["datagrams"] >= sent + 1
     assert 0 < stats["kbps"] <= stats["bytes"] * 8 / 5 / 1000 + 0.01  # the last 5 s
     assert stats["references"] >= 1 and stats["mode"] == mode
     if mode == "keypoints":
