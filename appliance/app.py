@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import __version__
+from appliance.audio.pipeline import AudioPipeline, AudioSettings
 from appliance.background.stage import check_background
 from appliance.capture.base import Source
 from appliance.capture.discovery import candidates_for
@@ -135,6 +136,8 @@ class Appliance:
         self.before_path = Pipeline([], [self.before])
         self.capture = CaptureLoop(self.selector, self._captured)
         self.hotplug = HotplugMonitor(self.selector.device_added, self.selector.device_removed)
+        # The microphone: its own thread, idle while disabled; a dead one never stops video.
+        self.audio = AudioPipeline(settings_from(AudioSettings, cfg.audio))
         self.web = None
         self.web_app: Any = None
         if web and cfg.web.enabled:
@@ -225,6 +228,8 @@ class Appliance:
             if (new.source.uri, new.source.fallback) != (old.source.uri, old.source.fallback):
                 self._source_override = None  # a newly chosen source replaces --source
             self.capture.control(lambda: self.selector.reset(self._candidates(new)))
+        if new.audio != old.audio:
+            self.audio.configure(settings_from(AudioSettings, new.audio))
         if new.logging != old.logging:
             set_level(new.logging.level)
 
@@ -260,6 +265,7 @@ class Appliance:
         self.pipeline.start()
         self.before_path.start()
         self.capture.start()
+        self.audio.start()
         if not self.hotplug.start():
             log.info("hot-plug: %s; re-checking cameras every few seconds", self.hotplug.reason)
         if self.web is not None:
@@ -288,6 +294,8 @@ class Appliance:
         self.hotplug.stop()
         if not self.capture.stop(max(0.1, deadline - time.monotonic())):
             hung.append("capture")
+        if not self.audio.stop(max(0.1, deadline - time.monotonic())):
+            hung.append("audio")
         hung += self.pipeline.stop(max(0.1, deadline - time.monotonic()))
         hung += self.before_path.stop(max(0.1, deadline - time.monotonic()))
         return hung
@@ -335,6 +343,9 @@ class Appliance:
         if fallen:
             found.append(fallen)
         found += self.drops.problems(stages or self.pipeline.stats()["stages"])
+        audio = self.audio.problem()
+        if audio:
+            found.append(f"audio: {audio}")
         link = self.fleet.health()["problem"] if self.fleet is not None else None
         return [*found, link] if link else found
 
@@ -363,6 +374,7 @@ class Appliance:
             "pipeline": pipeline,
             "vision": {"error": self.vision_error or None},
             "codec": self.codec.stats(),
+            "audio": self.audio.status(),
             "uvc": self.uvc.status() if self.uvc is not None else {"enabled": False},
             "models": {
                 "dir": str(self.models_dir),

@@ -130,6 +130,19 @@ def _apply(m: np.ndarray, x: float, y: float) -> tuple[float, float]:
     )
 
 
+SPEECH_PERIOD_S = _PERIOD  # the synthetic person's speech repeats after this many seconds
+
+
+def speech_schedule(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start s, duration s, depth 0..1) of each syllable in one ``SPEECH_PERIOD_S`` cycle
+    of scene time: the one schedule both the synthetic face (its mouth opens at each
+    start, ``mouth_open`` = depth * sin(pi * s / duration)) and the synthetic microphone
+    (``appliance.audio.sources.SyntheticAudioSource``: a voiced burst with a click at
+    each start) follow, so lip sync can be measured from either side."""
+    motion = _Motion(64, 48, 30.0, seed % (1 << 64))  # speech depends on the seed alone
+    return motion.syl_start.copy(), motion.syl_dur.copy(), motion.syl_amp.copy()
+
+
 @dataclass(frozen=True)
 class Pose:
     """What frame ``index`` shows; all of it follows from the index, the fps and the seed."""

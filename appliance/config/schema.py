@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import JsonDict
 
+from appliance.audio.uri import parse_audio_sink, parse_audio_source
 from appliance.capture.uri import parse_source_uri
 from appliance.codec.transport import parse_udp_uri
 from appliance.fleet.topics import parse_broker
@@ -208,6 +209,31 @@ class CodecConfig(Section):
     )
 
 
+class AudioConfig(Section):
+    enabled: bool = Field(
+        True, description="Capture the microphone, remove noise and send it to `output`"
+    )
+    input: Annotated[str, _accepted_by(parse_audio_source)] = Field(
+        "synthetic://",
+        description="Microphone: alsa:DEVICE (e.g. alsa:hw:1,0), file://PATH.wav (looped) "
+        "or synthetic:// (speech in step with the synthetic face)",
+    )
+    output: Annotated[str, _accepted_by(parse_audio_sink)] = Field(
+        "null",
+        description="Where the cleaned audio goes: alsa:DEVICE (the USB gadget's: "
+        "alsa:hw:UAC2Gadget), file://PATH.wav, memory:// or null",
+    )
+    noise_removal: Literal["off", "spectral", "gtcrn"] = Field(
+        "gtcrn",
+        description="off; spectral (classical); gtcrn (the network, spectral if it cannot load)",
+    )
+    strength: float = Field(
+        1.0, ge=0, le=1, description="How much noise is removed: 0 none to 1 all it can"
+    )
+    gain_db: float = Field(0.0, ge=-20, le=30, description="Gain before noise removal, dB")
+    mute: bool = Field(False, description="Send silence")
+
+
 class FleetConfig(Section):
     enabled: bool = Field(
         False, description="Connect to the fleet's MQTT broker", json_schema_extra=RESTART
@@ -329,6 +355,7 @@ class Config(Section):
     enhance: EnhanceConfig = Field(default_factory=EnhanceConfig)
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
     codec: CodecConfig = Field(default_factory=CodecConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     ota: OtaConfig = Field(default_factory=OtaConfig)
     uvc: UvcConfig = Field(default_factory=UvcConfig)

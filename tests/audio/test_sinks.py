@@ -1,0 +1,117 @@
+"""Audio sinks: bounded WAV file, memory, null, and aplay failures as clear errors."""
+
+from __future__ import annotations
+
+import stat
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance.audio.sinks import (
+    AlsaSink,
+    AudioSinkError,
+    MemorySink,
+    NullSink,
+    WavFileSink,
+    open_audio_sink,
+)
+from appliance.audio.sources import BLOCK, RATE
+from appliance.audio.wav import read_wav
+
+
+def block(value: float) -> np.ndarray:
+    return np.full(BLOCK, value, dtype=np.float32)
+
+
+def fake_tool(tmp_path: Path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def test_by_uri() -> None:
+    assert isinstance(open_audio_sink("null"), NullSink)
+    assert isinstance(open_audio_sink("memory://"), MemorySink)
+    assert isinstance(open_audio_sink("file:///tmp/x.wav"), WavFileSink)
+    assert isinstance(open_audio_sink("alsa:hw:UAC2Gadget"), AlsaSink)
+    assert NullSink().write(block(0.1))
+
+
+def test_memory_sink_keeps_the_last_seconds() -> None:
+    sink = MemorySink(max_seconds=0.05)  # 2400 samples: 5 blocks
+    for i in range(8):
+        sink.write(block(i / 10))
+    got = sink.samples()
+    assert len(got) == 5 * BLOCK
+    np.testing.assert_allclose(got[::BLOCK], [0.3, 0.4, 0.5, 0.6, 0.7], atol=1e-6)
+
+
+def test_wav_sink_stops_at_its_size_limit(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    sink = open_audio_sink(f"file://{path}")
+    assert isinstance(sink, WavFileSink)
+    sink.max_bytes = 44 + 2000  # two blocks and a bit
+    sink.open()
+    assert sink.write(block(0.25)) and sink.write(block(-0.25))
+    assert not sink.write(block(0.5))  # partly written, then full
+    assert sink.full and not sink.write(block(0.5))
+    sink.close()
+    sink.close()
+    assert path.stat().st_size == 44 + 2000
+    samples, rate = read_wav(path)
+    assert rate == RATE and len(samples) == 1000
+    np.testing.assert_allclose(samples[:BLOCK], 0.25, atol=1e-4)
+    np.testing.assert_allclose(samples[2 * BLOCK :], 0.5, atol=1e-4)
+
+
+def test_alsa_sink_without_aplay_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(AudioSinkError, match="'aplay' not found; install alsa-utils"):
+        AlsaSink("hw:UAC2Gadget").open()
+
+
+def test_alsa_sink_reports_a_missing_device(tmp_path: Path) -> None:
+    cmd = fake_tool(
+        tmp_path, "aplay", 'echo "aplay: main:831: audio open error: No such device" >&2; exit 1'
+    )
+    with pytest.raises(AudioSinkError, match="status 1: aplay: main:831: audio open error"):
+        AlsaSink("hw:UAC2Gadget", command=cmd).open()
+
+
+def test_alsa_sink_delivers_pcm16(tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    cmd = fake_tool(tmp_path, "aplay", f'cat > "{out}"')
+    sink = AlsaSink("hw:UAC2Gadget", command=cmd)
+    sink.open()
+    for value in (0.5, -0.5):
+        assert sink.write(block(value))
+    sink.close()
+    pcm = np.frombuffer(out.read_bytes(), dtype="<i2")
+    np.testing.assert_array_equal(pcm, [16384] * BLOCK + [-16384] * BLOCK)
+
+
+def test_alsa_sink_that_stalls_drops_blocks_without_blocking(tmp_path: Path) -> None:
+    cmd = fake_tool(tmp_path, "aplay", "exec sleep 30")  # never reads its input
+    sink = AlsaSink("hw:UAC2Gadget", command=cmd)
+    sink.open()
+    start = time.monotonic()
+    delivered = [sink.write(block(0.1)) for _ in range(300)]  # 3 s, more than a pipe holds
+    assert time.monotonic() - start < 2.0
+    assert delivered[0] and not delivered[-1]
+    sink.close()
+
+
+def test_alsa_sink_whose_process_dies_says_so(tmp_path: Path) -> None:
+    cmd = fake_tool(
+        tmp_path,
+        "aplay",
+        "sleep 0.5; echo 'aplay: pcm_write:2146: write error: Input/output error' >&2; exit 1",
+    )
+    sink = AlsaSink("hw:UAC2Gadget", command=cmd)
+    sink.open()
+    time.sleep(1.0)
+    with pytest.raises(AudioSinkError, match="write error"):
+        sink.write(block(0.1))
