@@ -294,7 +294,10 @@ class UvcSpec(_Strict):
 
 # Sample rates every host's USB Audio Class 2 driver takes (Windows' usbaudio2, macOS,
 # snd-usb-audio); the noise removal runs at 48 kHz, so the shipped profiles use that.
-SAMPLE_RATES = (16000, 32000, 44100, 48000, 96000)
+# What the daemon's audio path sends (appliance/audio: 10-ms blocks of 48 kHz mono,
+# written to the gadget's PCM as S16_LE): a profile cannot promise the host another
+# format until the path converts to it.
+SAMPLE_RATES = (48000,)
 
 
 class AudioSpec(_Strict):
@@ -315,21 +318,23 @@ class AudioSpec(_Strict):
     def _rate(cls, value: int) -> int:
         if value not in SAMPLE_RATES:
             rates = ", ".join(str(r) for r in SAMPLE_RATES)
-            raise ValueError(f"{value} Hz is not one of the rates hosts take ({rates})")
+            raise ValueError(f"{value} Hz: the daemon's audio path sends {rates} Hz only")
         return value
 
     @field_validator("channels")
     @classmethod
     def _channels(cls, value: int) -> int:
-        if value not in (1, 2):
-            raise ValueError(f"must be 1 (mono) or 2 (stereo), not {value}")
+        if value != 1:
+            raise ValueError(f"must be 1: the daemon's audio path is mono, not {value}")
         return value
 
     @field_validator("sample_size")
     @classmethod
     def _sample_size(cls, value: int) -> int:
-        if value not in (2, 3, 4):
-            raise ValueError(f"must be 2, 3 or 4 bytes (16-, 24- or 32-bit samples), not {value}")
+        if value != 2:
+            raise ValueError(
+                f"must be 2: the daemon's audio path sends 16-bit samples, not {value}"
+            )
         return value
 
 

@@ -50,7 +50,9 @@ def main(args: argparse.Namespace) -> int:
             serial = args.serial or socket.gethostname()
             identity = Identity(args.manufacturer, args.product, serial)
             changed = gadget.up(profile, identity, udc, args.take_udc)
-            what = "camera and microphone" if profile.microphone else "camera"
+            what = "camera and microphone" if gadget.audio() is not None else "camera"
+            if profile.microphone is not None and gadget.audio() is None:
+                what += f"; no microphone: {gadget.status()['audio_problem']}"
             print(f"gadget {'up' if changed else 'already up'} on {udc} ({profile.name}: {what})")
         elif args.gadget_command == "down":
             gadget.down()
@@ -65,7 +67,8 @@ def main(args: argparse.Namespace) -> int:
                     print(f"  {m['format']} {m['width']}x{m['height']} fps {m['fps']}")
                 audio = status["audio"]
                 if audio is None:
-                    print("microphone: none")
+                    problem = status["audio_problem"]
+                    print(f"microphone: none{f' ({problem})' if problem else ''}")
                 else:
                     print(
                         f"microphone: {audio['sample_rate']} Hz, {audio['channels']} channel(s), "

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.hw.profile import BoardProfile
+from appliance.hw.profile import AudioSpec, BoardProfile
 from appliance.uvc import configfs as cfs
 from appliance.uvc import uac2
 from appliance.uvc.modes import modes_for
@@ -144,7 +144,7 @@ class Gadget:
             raise GadgetError(f"board profile {profile.name} has no uvc section")
         modes = modes_for(profile.uvc)
         wanted = [(m.fourcc, m.width, m.height, m.intervals) for m in modes]
-        mic = profile.microphone
+        mic = self._microphone(profile)
         audio = uac2.stream(mic) if mic else None
         if (
             self.exists()
@@ -272,9 +272,23 @@ class Gadget:
         for speed in ("fs", "hs", "ss"):
             cfs.symlink(header, fn / "streaming" / "class" / speed / "h")
         cfs.symlink(fn, config / FUNCTION)
-        if profile.microphone is not None:
-            uac2.build(self.audio_function, profile.microphone)
+        mic = self._microphone(profile)
+        if mic is not None:
+            uac2.build(self.audio_function, mic)
             cfs.symlink(self.audio_function, config / uac2.FUNCTION)
+
+    def _microphone(self, profile: BoardProfile) -> AudioSpec | None:
+        """The profile's microphone where this kernel can make it: without f_uac2 the
+        camera is built alone (a webcam without its microphone beats no webcam) and the
+        log and ``status`` say why. Asked once the gadget's directory exists."""
+        mic = profile.microphone
+        if mic is None or not self.exists():
+            return mic
+        problem = uac2.unsupported(self.root / "functions")
+        if problem is not None:
+            log.warning("gadget: the camera without its microphone: %s", problem)
+            return None
+        return mic
 
     @staticmethod
     def _frame(path: Path, mode: Mode) -> None:
@@ -294,7 +308,10 @@ class Gadget:
 
     def status(self) -> dict[str, Any]:
         if not self.exists():
-            return {"gadget": None, "udc": None, "state": "absent", "modes": [], "audio": None}
+            return {
+                "gadget": None, "udc": None, "state": "absent", "modes": [], "audio": None,
+                "audio_problem": None,
+            }  # fmt: skip
         bound = bool(self.udc())
         return {
             "gadget": str(self.root),
@@ -307,6 +324,7 @@ class Gadget:
             "interfaces": list(self.interfaces()) if bound else None,
             "controls": self.advertised_controls(),
             "audio": uac2.status(self.audio_function, self.audio() is not None, self.sys_root),
+            "audio_problem": uac2.unsupported(self.root / "functions"),
         }
 
 

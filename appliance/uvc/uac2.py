@@ -62,17 +62,30 @@ def current(fn: Path) -> dict[str, tuple[int, ...]] | None:
     return {name: _ints(cfs.read(fn / name)) for name in STREAM}
 
 
+NO_F_UAC2 = "this kernel has no f_uac2 (modprobe usb_f_uac2; CONFIG_USB_CONFIGFS_F_UAC2)"
+
+
+def unsupported(functions: Path) -> str | None:
+    """Why this kernel cannot make the microphone (None: it can), asked of configfs itself:
+    a function directory that libcomposite cannot back with a module is refused."""
+    if (functions / FUNCTION).is_dir():
+        return None
+    probe = functions / "uac2.probe"
+    try:
+        cfs.mkdir(probe)
+    except FileNotFoundError:
+        return NO_F_UAC2
+    cfs.rmdir(probe)
+    return None
+
+
 def build(fn: Path, spec: AudioSpec) -> None:
     """Create the function and write its attributes (before it is linked: f_uac2 refuses
     changes to a function in use with EBUSY)."""
     try:
         cfs.mkdir(fn)
     except FileNotFoundError:  # libcomposite tried to load the module and found none
-        raise OSError(
-            errno.ENOENT,
-            f"cannot create {fn}: this kernel has no f_uac2 "
-            "(modprobe usb_f_uac2; CONFIG_USB_CONFIGFS_F_UAC2)",
-        ) from None
+        raise OSError(errno.ENOENT, f"cannot create {fn}: {NO_F_UAC2}") from None
     for name, values in stream(spec).items():
         cfs.write(fn / name, ",".join(str(v) for v in values))
     for name, value in OPTIONAL.items():

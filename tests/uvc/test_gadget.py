@@ -162,6 +162,7 @@ def test_down_leaves_nothing(tmp_path, monkeypatch) -> None:
         "state": "absent",
         "modes": [],
         "audio": None,
+        "audio_problem": None,
     }
     gadget.down()  # twice is fine
 
@@ -194,12 +195,15 @@ def test_an_older_f_uac2_without_controls_or_names_still_builds(tmp_path, monkey
     assert (audio["sample_rate"], audio["channels"]) == (48000, 1)
 
 
-def test_without_usb_f_uac2_up_says_what_to_load_and_leaves_nothing(tmp_path, monkeypatch) -> None:
+def test_without_usb_f_uac2_the_camera_comes_up_alone_and_says_why(tmp_path, monkeypatch) -> None:
     gadget, fake = _setup(tmp_path, monkeypatch, uac2=None)
-    with pytest.raises(GadgetError, match="modprobe usb_f_uac2"):
-        gadget.up(profile("generic-x86"), IDENTITY, UDC, take_udc=False)
+    assert gadget.up(profile("generic-x86"), IDENTITY, UDC, take_udc=False)
+    assert gadget.audio() is None and gadget.udc() == UDC  # a webcam, bound
+    assert "modprobe usb_f_uac2" in gadget.status()["audio_problem"]
+    assert not [p for p in fake.tree() if p.startswith("appliance/functions/uac2")]  # no probe left
+    assert not gadget.up(profile("generic-x86"), IDENTITY, UDC, take_udc=False)  # idempotent
+    gadget.down()
     assert fake.tree() == []
-    assert gadget.up(_without_microphone(), IDENTITY, UDC, take_udc=False)  # camera alone
 
 
 def test_gadget_cli_up_and_status_name_the_microphone(tmp_path, monkeypatch, capsys) -> None:
