@@ -21,7 +21,8 @@ runs), in its two halves:
   between it holds. An interval in which nothing arrived halves it.
 
 Simpler than GCC on purpose: no Kalman/trendline filter (a least-squares slope over the
-interval does the job at 2 reports a second), no adaptive threshold, no probing. The
+interval does the job at 2 reports a second), no adaptive threshold (two fixed ones,
+by how full the stream keeps the link), no probing. The
 estimate drives the hybrid's ``RateController``; the user's ``max_kbps`` caps it.
 """
 

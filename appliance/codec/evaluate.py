@@ -612,6 +612,8 @@ def _rungs(text: str) -> list[Rung] | None:
                 fps = float(rest[0]) if rest else 0.0
                 picture = int(rest[1]) if len(rest) > 1 else PICTURE_QUALITY
                 rungs.append(Rung(int(side), int(qp), fps=fps, picture_quality=picture))
+            elif int(token) < 0:
+                raise ValueError(token)  # TABLE[-1] would be the dearest, not an error
             else:
                 rungs.append(TABLE[int(token)].rung)
         except (ValueError, IndexError):

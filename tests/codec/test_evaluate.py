@@ -131,7 +131,7 @@ def test_rungs_are_the_ladder_its_indices_or_written_out():
     assert evaluation._rungs("1,0:60,128:56:15:20") == [
         TABLE[1].rung, Rung(0, 60), Rung(128, 56, fps=15, picture_quality=20)
     ]  # fmt: skip
-    for bad in (str(len(TABLE)), "0:64", "128", "a:b", "128:56:15:20:1", "-1:50"):
+    for bad in (str(len(TABLE)), "-1", "0:64", "128", "a:b", "128:56:15:20:1", "-1:50"):
         with pytest.raises(ValueError, match="--rungs takes"):
             evaluation._rungs(bad)
 
