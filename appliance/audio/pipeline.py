@@ -2,15 +2,18 @@
 
 Settings changes are queued and applied by the audio thread between two blocks, never
 mid-block (as the video stages do). A block whose noise removal raises is counted and
-passed on unprocessed. A source or sink that fails is closed, reported in ``status``
-and reopened with back-off (0.5 s doubling to 10 s) while the rest of the camera goes
-on. GTCRN that cannot load falls back to the spectral suppressor, with the reason.
+passed on unprocessed. A source or sink that fails (whatever it raises) is closed,
+counted, reported in ``status`` and reopened with back-off (0.5 s doubling to 10 s)
+while the rest of the camera goes on; a sink is reopened as the same object, so a file
+sink appends to its recording. The thread ends only on ``stop()``. GTCRN that cannot
+load falls back to the spectral suppressor, with the reason.
 
 Telemetry (``status``): per second, input (as captured) and output RMS and peak dBFS and
 clipped samples; running totals of blocks, xruns/dropped blocks (the source's own
 reports, gaps in its timestamps, blocks the sink refused) and failed blocks; noise
 removal ms per block p50/p99 over the last ``LATENCY_WINDOW`` blocks. ``recording()``
-gives the last ``RING_SECONDS`` before and after processing (the web page's "listen").
+gives the last ``RING_SECONDS`` before and after processing: the ring a later web page
+will read to let one listen (no such page exists yet).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 READ_TIMEOUT_S = 0.1
 SILENT_S = 2.0  # an open source that delivers nothing this long is treated as dead
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 10.0
+LOOP_ERROR_WAIT_S = 0.1  # after an unexpected error in the loop, before going on
 RING_SECONDS = 5.0
 LATENCY_WINDOW = 1000  # blocks (10 s)
 FLOOR_DBFS = -120.0
@@ -112,11 +116,13 @@ class _Endpoint:
         self.retry_at = 0.0
         self.backoff = RETRY_MIN_S
         self.reopens = 0
+        self.failures = 0
         self.opened_once = False
 
     def failed(self, reason: str, now: float) -> None:
         if reason != self.error:
             log.warning("audio: %s", reason)
+        self.failures += 1
         self.error = reason
         self.retry_at = now + self.backoff
         self.backoff = min(RETRY_MAX_S, self.backoff * 2)
@@ -146,6 +152,7 @@ class AudioPipeline:
         self._lock = threading.Lock()  # guards the telemetry and the rings
         self.source: AudioSource | None = None
         self.sink: AudioSink | None = None
+        self._sink_made: AudioSink | None = None  # reopened after a failure, not remade
         self._source_state, self._sink_state = _Endpoint(), _Endpoint()
         self._suppressor: Suppressor | None = None
         self.suppressor_note = ""
@@ -158,6 +165,7 @@ class AudioPipeline:
         self.last_second: dict[str, Any] = {}
         self.heartbeat = time.monotonic()
         self.failure: BaseException | None = None
+        self.loop_errors = 0  # unexpected errors the loop survived
 
     # -- control ----------------------------------------------------------------------
 
@@ -186,12 +194,21 @@ class AudioPipeline:
 
     def _run(self) -> None:
         try:
-            self._apply(self.settings)
+            try:
+                self._apply(self.settings)
+            except Exception:
+                log.exception("audio: applying the settings failed")
             while not self._stop.is_set():
                 self.heartbeat = time.monotonic()
-                self.apply_controls()
-                self.step()
-        except BaseException as exc:
+                try:
+                    self.apply_controls()
+                    self.step()
+                except Exception:  # the thread ends only on stop(): log, wait, go on
+                    self.loop_errors += 1
+                    if self.loop_errors <= 5 or self.loop_errors % 100 == 0:
+                        log.exception("audio: the loop failed (%d so far)", self.loop_errors)
+                    self._stop.wait(LOOP_ERROR_WAIT_S)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt...
             self.failure = exc
             log.exception("audio thread died")
         finally:
@@ -216,6 +233,7 @@ class AudioPipeline:
             self._source_state = _Endpoint()
         if new.output != old.output or not new.enabled:
             self._close_sink()
+            self._sink_made = None
             self._sink_state = _Endpoint()
         if first or new.noise_removal != old.noise_removal:
             self._suppressor, self.suppressor_note = self._make_suppressor(
@@ -234,18 +252,23 @@ class AudioPipeline:
             self._try_open_source(now)
         if self.sink is None and now >= self._sink_state.retry_at:
             self._try_open_sink(now)
-        if self.source is None:
+        source = self.source
+        if source is None:
             wait = self._source_state.retry_at - time.monotonic()
             self._stop.wait(min(0.1, max(0.0, wait)))
             return
         try:
-            block = self.source.read(READ_TIMEOUT_S)
+            block = source.read(READ_TIMEOUT_S)
         except AudioSourceError as exc:
             self._source_failed(str(exc))
             return
+        except Exception as exc:  # a bug or an OS error in the source: reopen it as well
+            log.debug("audio: reading %s failed", source.uri, exc_info=True)
+            self._source_failed(f"{source.uri}: {type(exc).__name__}: {exc}")
+            return
         if block is None:
             if time.monotonic() - self._last_block_at > SILENT_S:
-                self._source_failed(f"{self.source.uri}: no audio for {SILENT_S:g} s")
+                self._source_failed(f"{source.uri}: no audio for {SILENT_S:g} s")
             return
         self._last_block_at = time.monotonic()
         self.process(block.samples, block.t_capture_ns, block.xruns)
@@ -257,6 +280,10 @@ class AudioPipeline:
         except (AudioSourceError, ValueError, OSError) as exc:
             self._source_state.failed(str(exc), now)
             return
+        except Exception as exc:
+            log.debug("audio: opening %s failed", self.settings.input, exc_info=True)
+            self._source_state.failed(f"{self.settings.input}: {type(exc).__name__}: {exc}", now)
+            return
         log.info("audio: capturing from %s", source.uri)
         self.source = source
         self._source_state.opened()
@@ -265,10 +292,15 @@ class AudioPipeline:
 
     def _try_open_sink(self, now: float) -> None:
         try:
-            sink = self._open_sink(self.settings.output)
+            sink = self._sink_made or self._open_sink(self.settings.output)
+            self._sink_made = sink
             sink.open()
         except (AudioSinkError, ValueError, OSError) as exc:
             self._sink_state.failed(str(exc), now)
+            return
+        except Exception as exc:
+            log.debug("audio: opening %s failed", self.settings.output, exc_info=True)
+            self._sink_state.failed(f"{self.settings.output}: {type(exc).__name__}: {exc}", now)
             return
         self.sink = sink
         self._sink_state.opened()
@@ -331,12 +363,17 @@ class AudioPipeline:
         if t_capture_ns:
             self._last_t = t_capture_ns
         delivered = True
-        if self.sink is not None:
+        sink = self.sink
+        if sink is not None:
             try:
-                delivered = self.sink.write(y)
-            except AudioSinkError as exc:
+                delivered = sink.write(y)
+            except Exception as exc:  # AudioSinkError, or a bug or OS error: reopen it
+                reason = str(exc)
+                if not isinstance(exc, AudioSinkError):
+                    log.debug("audio: writing to %s failed", sink.uri, exc_info=True)
+                    reason = f"{sink.uri}: {type(exc).__name__}: {exc}"
                 self._close_sink()
-                self._sink_state.failed(str(exc), time.monotonic())
+                self._sink_state.failed(reason, time.monotonic())
                 delivered = False
         with self._lock:
             self._before.push(x)
@@ -396,13 +433,18 @@ class AudioPipeline:
             (round(float(v), 3) for v in np.percentile(ms, [50, 99])) if len(ms) else (0.0, 0.0)
         )
         suppressor = self._suppressor
+        # read once: the audio thread may close (set to None) either between two reads
+        source, sink = self.source, self.sink
+        source_state, sink_state = self._source_state, self._sink_state
         return {
             "enabled": s.enabled,
-            "input": self.source.uri if self.source is not None else None,
-            "output": self.sink.uri if self.sink is not None else None,
-            "input_error": self._source_state.error or None,
-            "output_error": self._sink_state.error or None,
-            "reopens": self._source_state.reopens,
+            "input": source.uri if source is not None else None,
+            "output": sink.uri if sink is not None else None,
+            "input_error": source_state.error or None,
+            "output_error": sink_state.error or None,
+            "reopens": source_state.reopens,
+            "input_failures": source_state.failures,
+            "output_failures": sink_state.failures,
             "noise_removal": type(suppressor).__name__ if suppressor is not None else None,
             "noise_removal_note": self.suppressor_note or None,
             "latency_ms": round(suppressor.latency_ms, 2) if suppressor is not None else 0.0,
@@ -412,6 +454,7 @@ class AudioPipeline:
             "xruns": xruns,
             "sink_dropped": drops,
             "failed_blocks": errors,
+            "loop_errors": self.loop_errors,
             "level": level,
             "mute": s.mute,
             "problem": self.problem(),

@@ -2,9 +2,14 @@
 
 - ``alsa:DEVICE``: ALSA playback through ``aplay`` (alsa-utils) as a subprocess; on the
   camera the UAC2 gadget's PCM (``alsa:hw:UAC2Gadget``), which the USB host records as
-  the camera's microphone. Its stdin is written without blocking: a stalled ``aplay``
-  costs dropped blocks (counted), never a stuck audio thread.
+  the camera's microphone. Its stdin is written and its stderr drained without
+  blocking: a stalled ``aplay`` costs dropped blocks (counted), never a stuck audio
+  thread, and one that has taken nothing for ``DEAD_AFTER_S`` is treated as gone (so the
+  pipeline restarts it). Its chatter ("underrun!!!") is read as it comes, counted and its
+  last lines kept for the error message: an unread stderr would fill its pipe and stall
+  aplay for good.
 - ``file://PATH.wav``: 16-bit PCM, stops at ``max_bytes`` (the header is kept valid).
+  Opening the same sink again (after a write error) appends to what it wrote.
 - ``memory://``: the last ``max_seconds`` in memory (tests).
 - ``null``: nowhere.
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 import os
 import shutil
 import struct
@@ -29,9 +35,14 @@ import numpy as np
 from appliance.audio.sources import RATE
 from appliance.audio.uri import AudioSpec, parse_audio_sink
 
+log = logging.getLogger(__name__)
+
 APLAY_BUFFER_US = 40_000
 MAX_PENDING_BYTES = 2 * 480 * 2  # two blocks wait for a slow aplay, then blocks drop
 MAX_FILE_BYTES = 64 * 1024 * 1024  # ~11.6 min of 48 kHz mono 16-bit
+DEAD_AFTER_S = 2.0  # an aplay that has accepted nothing for this long is treated as gone
+STDERR_LINES = 20  # the last lines of aplay's stderr kept for the error message
+WAV_HEADER_BYTES = 44
 
 
 class AudioSinkError(RuntimeError):
@@ -88,7 +99,15 @@ class MemorySink(AudioSink):
 
 
 class WavFileSink(AudioSink):
-    """Mono 16-bit PCM; writing stops (``full``) at ``max_bytes`` of file."""
+    """Mono 16-bit PCM; writing stops (``full``) at ``max_bytes`` of file.
+
+    The first ``open`` starts a new recording (the file is replaced). Opening again, as
+    the pipeline does after a write error, appends to what this sink wrote: the samples
+    already recorded are kept (cut to the last one written whole) rather than truncated
+    away, since a write error is often passing (a full disk freed, a slow card) and the
+    recording so far is what the user wanted. ``max_bytes`` still counts the whole file.
+    A file that was removed meanwhile starts again empty; one that is now shorter than
+    what was written is refused (``AudioSinkError``), not overwritten."""
 
     def __init__(self, path: Path | str, uri: str = "", max_bytes: int = MAX_FILE_BYTES) -> None:
         self.path = Path(path)
@@ -97,16 +116,54 @@ class WavFileSink(AudioSink):
         self.full = False
         self._fh: BinaryIO | None = None
         self._data = 0
+        self._started = False  # a recording was begun: open again appends to it
 
     def open(self) -> None:
         self.close()
+        if self._started and self._append():
+            return
         try:
-            self._fh = self.path.open("wb")
+            fh = self.path.open("wb")
         except OSError as exc:
             raise AudioSinkError(f"{self.uri}: {exc}") from exc
         self._data = 0
         self.full = False
-        self._fh.write(self._header())
+        try:
+            fh.write(self._header())
+        except OSError as exc:
+            fh.close()
+            raise AudioSinkError(f"{self.uri}: {exc}") from exc
+        self._fh = fh
+        self._started = True
+
+    def _append(self) -> bool:
+        """Reopen the recording begun earlier at its end; False if the file is gone."""
+        try:
+            fh = self.path.open("r+b")
+        except FileNotFoundError:
+            log.warning("audio: %s was removed; starting a new recording", self.uri)
+            return False
+        except OSError as exc:
+            raise AudioSinkError(f"{self.uri}: {exc}") from exc
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            end = WAV_HEADER_BYTES + self._data
+            if size < end:
+                raise AudioSinkError(
+                    f"{self.uri}: the file is shorter ({size} bytes) than the {end} bytes "
+                    "recorded into it; not overwriting it (remove it to start again)"
+                )
+            fh.truncate(end)  # whatever a failed write left past the last whole block
+            fh.seek(end)
+        except OSError as exc:
+            fh.close()
+            raise AudioSinkError(f"{self.uri}: {exc}") from exc
+        except AudioSinkError:
+            fh.close()
+            raise
+        self._fh = fh
+        log.info("audio: appending to %s after %d bytes", self.uri, self._data)
+        return True
 
     def _header(self) -> bytes:
         fmt = struct.pack("<HHIIHH", 1, 1, RATE, RATE * 2, 2, 16)
@@ -158,6 +215,10 @@ class AlsaSink(AudioSink):
         self.command = command
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending = b""
+        self._stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        self._partial_err = b""
+        self.underruns = 0  # "underrun" reports from aplay since open
+        self._dropped_run = 0  # samples dropped in a row
 
     def open(self) -> None:
         self.close()
@@ -174,33 +235,72 @@ class AlsaSink(AudioSink):
             )
         except OSError as exc:
             raise AudioSinkError(f"{self.uri}: cannot start {self.command}: {exc}") from exc
-        assert self._proc.stdin is not None
+        assert self._proc.stdin is not None and self._proc.stderr is not None
         os.set_blocking(self._proc.stdin.fileno(), False)
+        os.set_blocking(self._proc.stderr.fileno(), False)
         self._pending = b""
+        self._stderr.clear()
+        self._partial_err = b""
+        self.underruns = 0
+        self._dropped_run = 0
         try:  # aplay refuses a missing device at once: say so now
             self._proc.wait(timeout=0.3)
         except subprocess.TimeoutExpired:
             return
         self._died()
 
+    def _drain_stderr(self, limit: int = 16) -> None:
+        """Read what aplay has said so far, without waiting; at most ``limit`` reads."""
+        proc = self._proc
+        if proc is None or proc.stderr is None:
+            return
+        for _ in range(limit):
+            try:
+                data = os.read(proc.stderr.fileno(), 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except (OSError, ValueError):  # closed under us: nothing more to hear
+                return
+            if not data:
+                return
+            self._err(data)
+
+    def _err(self, data: bytes) -> None:
+        lines = (self._partial_err + data).split(b"\n")
+        self._partial_err = lines.pop()[-1000:]
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line:
+                continue
+            if "underrun" in line:
+                self.underruns += 1
+            self._stderr.append(line[-500:])
+
+    def stderr_tail(self) -> list[str]:
+        """The last lines aplay wrote to its stderr."""
+        return list(self._stderr)
+
+    def _said(self) -> str:
+        return "; ".join(self._stderr)[-500:] or "no message"
+
     def _died(self) -> None:
         proc = self._proc
-        assert proc is not None and proc.stderr is not None
-        try:
+        assert proc is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):  # what it said is read anyway
             proc.wait(timeout=1.0)
-            said = proc.stderr.read().decode("utf-8", "replace").strip().replace("\n", "; ")
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            said = ""
+        self._drain_stderr(limit=64)
+        self._err(b"\n")  # a last line without its newline
         code = proc.returncode
         self.close()
         raise AudioSinkError(
-            f"{self.uri}: {self.command} exited with status {code}: {said[-500:] or 'no message'}"
+            f"{self.uri}: {self.command} exited with status {code}: {self._said()}"
         )
 
     def write(self, samples: np.ndarray) -> bool:
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise AudioSinkError(f"{self.uri}: write before open")
+        self._drain_stderr()
         if proc.poll() is not None:
             self._died()
         block = to_pcm16(samples)
@@ -217,8 +317,16 @@ class AlsaSink(AudioSink):
             # aplay is not keeping up: drop this block (the newest, whole samples), keep
             # the older bytes, which may complete a half-written sample
             self._pending = rest[: len(rest) - len(block)]
+            self._dropped_run += len(samples)
+            if self._dropped_run >= DEAD_AFTER_S * RATE:
+                self.close()
+                raise AudioSinkError(
+                    f"{self.uri}: {self.command} has taken no audio for {DEAD_AFTER_S:g} s "
+                    f"(stalled); it said: {self._said()}"
+                )
             return False
         self._pending = rest
+        self._dropped_run = 0
         return True
 
     def close(self) -> None:

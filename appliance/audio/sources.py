@@ -32,6 +32,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -45,6 +46,7 @@ BLOCK_NS = BLOCK * 1_000_000_000 // RATE
 MAX_FILE_SECONDS = 300.0  # a looped test recording, not an archive
 ARECORD_BUFFER_US = 40_000  # ALSA ring of arecord: 4 blocks
 OPEN_CHECK_S = 0.3  # arecord refusing the device exits within this
+EXIT_WAIT_S = 1.0  # an arecord that closed its stdout is killed if still running after this
 
 
 class AudioSourceError(RuntimeError):
@@ -260,7 +262,10 @@ class SyntheticAudioSource(AudioSource):
 class AlsaSource(AudioSource):
     """``arecord -D DEVICE -f S16_LE -r 48000 -c 1 -t raw`` as a subprocess; its stdout is
     read without blocking past ``timeout``, its stderr kept (the last lines, for the
-    error) and its "overrun" reports counted as xruns."""
+    error) and its "overrun" reports counted as xruns.
+
+    ``t_capture_ns`` is estimated from the audio waiting behind the block (everything
+    arecord has written so far is read first) and never goes backwards."""
 
     def __init__(self, device: str, uri: str = "", command: str = "arecord") -> None:
         self.device = device
@@ -271,6 +276,8 @@ class AlsaSource(AudioSource):
         self._stderr: deque[str] = deque(maxlen=20)
         self._partial_err = b""
         self._xruns = 0
+        self._last_t: int | None = None
+        self._eof = False
 
     def _argv(self, exe: str) -> list[str]:
         return [
@@ -308,26 +315,48 @@ class AlsaSource(AudioSource):
         self._stderr.clear()
         self._xruns = 0
         self._seq = 0
+        self._last_t = None
+        self._eof = False
         # arecord refuses a missing or busy device at once: say so now, not at first read
         deadline = time.monotonic() + OPEN_CHECK_S
         while time.monotonic() < deadline and not self._buffer:
             self._pump(min(0.05, deadline - time.monotonic()))  # its end raises
 
-    def _pump(self, timeout: float) -> None:
-        """Move what arecord has written into our buffers, waiting at most ``timeout``."""
+    def _pump(self, timeout: float) -> bool:
+        """Move what arecord has written into our buffers, waiting at most ``timeout``;
+        whether any audio came."""
         proc = self._proc
         assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        if self._eof:
+            self._end()
         fds = [proc.stdout.fileno(), proc.stderr.fileno()]
         ready, _, _ = select.select(fds, [], [], max(0.0, timeout))
+        got = False
         for fd in ready:
-            data = os.read(fd, 65536)
+            try:
+                data = os.read(fd, 65536)
+            except OSError as exc:
+                self._died(f"reading it failed: {exc}")
             if fd == fds[0]:
-                if not data:
-                    proc.wait(timeout=1.0)
-                    self._died()
+                if not data:  # stdout closed: the blocks already read go first
+                    self._eof = True
+                    return got
                 self._buffer += data
+                got = True
             else:
                 self._err(data)
+        return got
+
+    def _end(self) -> NoReturn:
+        """arecord closed its stdout: it is ending, or hangs with it closed (then killed)."""
+        proc = self._proc
+        assert proc is not None
+        try:
+            proc.wait(timeout=EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=EXIT_WAIT_S)
+        self._died()
 
     def _err(self, data: bytes) -> None:
         lines = (self._partial_err + data).split(b"\n")
@@ -340,20 +369,25 @@ class AlsaSource(AudioSource):
                 self._xruns += 1
             self._stderr.append(line)
 
-    def _died(self) -> None:
+    def _died(self, why: str = "") -> NoReturn:
         proc = self._proc
         assert proc is not None and proc.stderr is not None
-        try:
-            rest = proc.stderr.read() or b""
+        rest = b""
+        try:  # what is left in the pipe, without waiting on a writer that lingers
+            os.set_blocking(proc.stderr.fileno(), False)
+            for _ in range(64):
+                data = os.read(proc.stderr.fileno(), 65536)
+                if not data:
+                    break
+                rest += data
         except (OSError, ValueError):
-            rest = b""
+            pass
         self._err(rest + b"\n")
         said = "; ".join(line for line in self._stderr if not line.startswith("Recording"))
         code = proc.returncode
         self.close()
-        raise AudioSourceError(
-            f"{self.uri}: {self.command} exited with status {code}: {said or 'no message'}"
-        )
+        what = why or f"exited with status {code}"
+        raise AudioSourceError(f"{self.uri}: {self.command} {what}: {said or 'no message'}")
 
     def read(self, timeout: float = 0.25) -> AudioBlock | None:
         if self._proc is None:
@@ -365,13 +399,21 @@ class AlsaSource(AudioSource):
             if left <= 0:
                 return None
             self._pump(left)
+        # what is still in the pipe was captured before now too: read it (without waiting)
+        # so that the backlog below counts it, else the estimate jumps back when it comes
+        for _ in range(16):
+            if self._eof or not self._pump(0.0):
+                break
         now = time.monotonic_ns()
         raw = bytes(self._buffer[:need])
         del self._buffer[:need]
         samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-        # the block's last sample has just arrived; more waiting behind it came earlier
+        # the newest sample read was captured at the latest now; the block came before it
         backlog = len(self._buffer) // 2
         t = now - (BLOCK + backlog) * 1_000_000_000 // RATE
+        if self._last_t is not None:
+            t = max(t, self._last_t)  # never backwards: a jitter is not a gap
+        self._last_t = t
         xruns, self._xruns = self._xruns, 0
         self._seq += 1
         return AudioBlock(samples, t, self._seq - 1, xruns)

@@ -2,13 +2,18 @@
 
 ``read_wav`` takes PCM 16-bit and IEEE float 32-bit (plain or WAVE_FORMAT_EXTENSIBLE),
 any channel count up to ``MAX_CHANNELS`` averaged to mono, and refuses everything else
-with a ValueError that says what was wrong. The file's size is checked before it is
-read and the duration the header claims before the samples are decoded, so a huge or
-lying file costs no more than its header. ``write_wav`` writes mono 16-bit PCM.
+with a ValueError that says what was wrong. Only a regular file is read (a FIFO, a
+device or a socket has no size to check and may never end); its size is checked before
+it is read, and no more than ``max_bytes`` + 1 bytes are read in any case (a file that
+grew meanwhile is refused too). The duration the header claims is checked before the
+samples are decoded, so a huge or lying file costs no more than its header.
+``write_wav`` writes mono 16-bit PCM.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from pathlib import Path
 
@@ -32,10 +37,32 @@ def read_wav(
     """(mono float32 samples in [-1, 1], sample rate) of a WAV file; float samples
     beyond full scale are clipped."""
     path = Path(path)
-    size = path.stat().st_size
+    info = os.stat(path)  # refused before it is opened: opening a device may do things
+    _check_regular(path, info.st_mode, max_bytes, info.st_size)
+    # non-blocking: a FIFO put in its place meanwhile must not hang the open
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        _check_regular(path, info.st_mode, max_bytes, info.st_size)
+        os.set_blocking(fd, True)
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{path}: over the {max_bytes}-byte limit (it grew while read)")
+    return parse_wav(data, max_seconds, name=str(path))
+
+
+def _check_regular(path: Path, mode: int, max_bytes: int, size: int) -> None:
+    if not stat.S_ISREG(mode):
+        kinds = {
+            "a FIFO": stat.S_ISFIFO,
+            "a device": lambda m: stat.S_ISCHR(m) or stat.S_ISBLK(m),
+            "a directory": stat.S_ISDIR,
+            "a socket": stat.S_ISSOCK,
+        }
+        kind = next((k for k, test in kinds.items() if test(mode)), "something else")
+        raise ValueError(f"{path}: {kind}, not a regular file; only files are read")
     if size > max_bytes:
         raise ValueError(f"{path}: {size} bytes, over the {max_bytes}-byte limit")
-    return parse_wav(path.read_bytes(), max_seconds, name=str(path))
 
 
 def parse_wav(

@@ -25,3 +25,19 @@ def noisy(name: str, noise: str, snr_db: float, seconds: float) -> tuple[np.ndar
     samples, _ = read_wav(AUDIO / "noise" / f"{noise}.wav")
     mix, gain = mix_at_snr(clean, samples, snr_db, seed=0)
     return mix, (clean * gain).astype(np.float32)
+
+
+class FailsOnce:
+    """A file whose next ``write`` of samples raises, as a full disk does; then works."""
+
+    def __init__(self, fh: object) -> None:
+        self._fh, self.failed = fh, False
+
+    def write(self, data: bytes) -> int:
+        if not self.failed:
+            self.failed = True
+            raise OSError(28, "No space left on device")
+        return self._fh.write(data)  # type: ignore[attr-defined, no-any-return]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._fh, name)

@@ -3,6 +3,8 @@ failing block is passed on and counted, a dead source is reported and reopened."
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from appliance.audio import metrics
 from appliance.audio import pipeline as audio_pipeline
 from appliance.audio.pipeline import AudioPipeline, AudioSettings, make_suppressor
-from appliance.audio.sinks import MemorySink
+from appliance.audio.sinks import AudioSink, MemorySink, WavFileSink
 from appliance.audio.sources import (
     BLOCK,
     RATE,
@@ -21,11 +23,12 @@ from appliance.audio.sources import (
     AudioSource,
     AudioSourceError,
     FileAudioSource,
+    SyntheticAudioSource,
 )
 from appliance.audio.suppress import Passthrough, SpectralSuppressor, Suppressor
-from appliance.audio.wav import write_wav
+from appliance.audio.wav import read_wav, write_wav
 
-from .conftest import noisy
+from .conftest import FailsOnce, noisy
 
 
 def run_blocks(p: AudioPipeline, x: np.ndarray) -> np.ndarray:
@@ -182,19 +185,199 @@ def test_a_dead_source_is_reported_and_reopened(monkeypatch: pytest.MonkeyPatch)
     assert p.status()["input"] == "alsa:hw:7,0" and p.status()["input_error"] is None
 
 
-def test_the_thread_runs_and_stops_and_keeps_five_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audio_pipeline, "RING_SECONDS", 0.5)
-    p = AudioPipeline(AudioSettings(input="synthetic://", output="null", noise_removal="spectral"))
+def test_the_thread_runs_and_stops_and_keeps_five_seconds() -> None:
+    assert audio_pipeline.RING_SECONDS == 5.0
+    made: list[SyntheticAudioSource] = []
+
+    def fast_voice(uri: str) -> SyntheticAudioSource:
+        made.append(SyntheticAudioSource(realtime=False))  # as fast as it is read
+        return made[-1]
+
+    sink = MemorySink(max_seconds=10.0)
+    p = AudioPipeline(
+        AudioSettings(input="synthetic://", output="memory://", noise_removal="spectral"),
+        open_source=fast_voice,
+        open_sink=lambda uri: sink,
+    )
     p.start()
-    deadline = time.monotonic() + 5.0
-    while p.status()["blocks"] < 80 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 20.0
+    while p.status()["blocks"] < 700 and time.monotonic() < deadline:  # 7 s of audio
         time.sleep(0.05)
     assert p.stop(2.0)
     status = p.status()
-    assert status["blocks"] >= 80 and status["problem"] is None and status["input"] is None
+    assert status["blocks"] >= 700 and status["problem"] is None and status["input"] is None
     before, after = p.recording()
-    assert len(before) == len(after) == int(0.5 * RATE)
-    assert np.abs(before).max() > 0.0
+    # exactly the last 5 s, of both: what was captured and what was sent
+    assert len(before) == len(after) == 5 * RATE
+    assert len(made) == 1
+    sent = p.blocks * BLOCK
+    np.testing.assert_array_equal(before, made[0].render(sent - 5 * RATE, 5 * RATE))
+    np.testing.assert_array_equal(after, sink.samples()[-5 * RATE :])
+    assert np.abs(before).max() > 0.0 and np.abs(after).max() > 0.0
+
+
+class Raising(AudioSource):
+    """Delivers ``lives`` blocks per open, then raises ``error`` (not an AudioSourceError)."""
+
+    def __init__(self, error: Exception, lives: int = 3) -> None:
+        self.uri = "alsa:hw:7,0"
+        self.error, self.lives = error, lives
+        self.opens = 0
+
+    def open(self) -> None:
+        self.opens += 1
+        self.left = self.lives
+
+    def read(self, timeout: float = 0.25) -> AudioBlock | None:
+        if self.left == 0:
+            raise self.error
+        self.left -= 1
+        time.sleep(0.001)
+        return AudioBlock(np.zeros(BLOCK, np.float32), time.monotonic_ns(), 0)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (RuntimeError("a bug"), "RuntimeError: a bug"),
+        (OSError(5, "Input/output error"), "OSError: .*Input/output error"),
+        (subprocess.TimeoutExpired("arecord", 1.0), "TimeoutExpired"),
+    ],
+)
+def test_any_source_error_is_survived_and_the_source_reopened(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, said: str
+) -> None:
+    monkeypatch.setattr(audio_pipeline, "RETRY_MIN_S", 0.01)
+    source = Raising(error)
+    p = AudioPipeline(
+        AudioSettings(input="alsa:hw:7,0", output="null", noise_removal="off"),
+        open_source=lambda uri: source,
+    )
+    p.start()
+    errors = []
+    deadline = time.monotonic() + 10.0
+    while source.opens < 4 and time.monotonic() < deadline:
+        errors.append(p.status()["input_error"])
+        time.sleep(0.005)
+    assert p._thread is not None and p._thread.is_alive()  # the thread goes on
+    assert source.opens >= 4 and p.status()["input_failures"] >= 3
+    assert p.failure is None and p.loop_errors == 0  # taken by the source's own path
+    assert any(e and re.search(f"alsa:hw:7,0: {said}", e) for e in errors), set(errors)
+    assert p.stop(2.0)
+    assert not p._thread.is_alive()  # and ends on stop()
+
+
+class BrokenSink(AudioSink):
+    uri = "alsa:hw:UAC2Gadget"
+
+    def __init__(self) -> None:
+        self.opens = self.writes = 0
+
+    def open(self) -> None:
+        self.opens += 1
+
+    def write(self, samples: np.ndarray) -> bool:
+        self.writes += 1
+        if self.writes % 3 == 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        return True
+
+
+def test_any_sink_error_is_survived_and_the_sink_reopened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(audio_pipeline, "RETRY_MIN_S", 0.01)
+    sink = BrokenSink()
+    made = []
+    p = AudioPipeline(
+        AudioSettings(output="alsa:hw:UAC2Gadget", noise_removal="off"),
+        open_source=lambda uri: SyntheticAudioSource(realtime=False),
+        open_sink=lambda uri: made.append(1) or sink,
+    )
+    p.start()
+    deadline = time.monotonic() + 10.0
+    while sink.opens < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert p._thread is not None and p._thread.is_alive()
+    assert sink.opens >= 4 and p.status()["output_failures"] >= 3
+    assert len(made) == 1  # reopened, not made again
+    assert p.status()["sink_dropped"] >= 3 and p.failure is None
+    assert p.stop(2.0)
+
+
+def test_a_loop_that_raises_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audio_pipeline, "LOOP_ERROR_WAIT_S", 0.001)
+    p = AudioPipeline(
+        AudioSettings(output="null", noise_removal="off"),
+        open_source=lambda uri: SyntheticAudioSource(realtime=False),
+    )
+    calls = 0
+    real_process = p.process
+
+    def flaky(*args: object, **kwargs: object) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        if calls % 2:
+            raise RuntimeError("an unforeseen bug")
+        return real_process(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(p, "process", flaky)
+    p.start()
+    deadline = time.monotonic() + 10.0
+    while p.blocks < 20 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert p.blocks >= 20 and p.status()["loop_errors"] >= 20 and p.failure is None
+    assert p._thread is not None and p._thread.is_alive()
+    assert p.stop(2.0)
+
+
+def test_a_file_sink_that_failed_is_reopened_and_keeps_the_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audio_pipeline, "RETRY_MIN_S", 0.0)
+    path = tmp_path / "out.wav"
+    p = AudioPipeline(
+        AudioSettings(output=f"file://{path}", noise_removal="off"),
+        open_source=lambda uri: SyntheticAudioSource(realtime=False),
+    )
+    p._apply(p.settings)
+    for _ in range(10):
+        p.step()
+    sink = p.sink
+    assert isinstance(sink, WavFileSink)
+    sink._fh = FailsOnce(sink._fh)  # type: ignore[assignment]
+    p.step()  # the write fails: the sink is closed, to be reopened
+    assert p.sink is None and "No space left" in p.status()["output_error"]
+    for _ in range(10):
+        p.step()
+    assert p.sink is sink and p.status()["output_error"] is None
+    p.stop()
+    samples, _ = read_wav(path)
+    voice = SyntheticAudioSource(realtime=False)
+    expected = np.concatenate([voice.render(0, 10 * BLOCK), voice.render(11 * BLOCK, 10 * BLOCK)])
+    assert len(samples) == 20 * BLOCK  # the 10 blocks before the error are still there
+    np.testing.assert_allclose(samples, expected, atol=1 / 32768)
+
+
+class Racy(AudioPipeline):
+    """Another thread closes the source and sink right after each is read once."""
+
+    def __getattribute__(self, name: str) -> object:
+        value = super().__getattribute__(name)
+        if name in ("source", "sink") and value is not None:
+            object.__setattr__(self, name, None)
+        return value
+
+
+def test_status_reads_the_source_and_sink_once() -> None:
+    p = Racy(AudioSettings(noise_removal="off"))
+    object.__setattr__(p, "source", SyntheticAudioSource())
+    object.__setattr__(p, "sink", MemorySink())
+    status = p.status()
+    assert status["input"] == "synthetic://" and status["output"] == "memory://"
 
 
 def test_disabled_does_nothing() -> None:

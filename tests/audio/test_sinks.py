@@ -20,6 +20,8 @@ from appliance.audio.sinks import (
 from appliance.audio.sources import BLOCK, RATE
 from appliance.audio.wav import read_wav
 
+from .conftest import FailsOnce
+
 
 def block(value: float) -> np.ndarray:
     return np.full(BLOCK, value, dtype=np.float32)
@@ -93,15 +95,64 @@ def test_alsa_sink_delivers_pcm16(tmp_path: Path) -> None:
     np.testing.assert_array_equal(pcm, [16384] * BLOCK + [-16384] * BLOCK)
 
 
-def test_alsa_sink_that_stalls_drops_blocks_without_blocking(tmp_path: Path) -> None:
+def test_alsa_sink_that_stalls_drops_blocks_then_is_declared_gone(tmp_path: Path) -> None:
     cmd = fake_tool(tmp_path, "aplay", "exec sleep 30")  # never reads its input
     sink = AlsaSink("hw:UAC2Gadget", command=cmd)
     sink.open()
     start = time.monotonic()
-    delivered = [sink.write(block(0.1)) for _ in range(300)]  # 3 s, more than a pipe holds
-    assert time.monotonic() - start < 2.0
+    delivered = []
+    with pytest.raises(AudioSinkError, match=r"has taken no audio for 2 s \(stalled\)"):
+        for _ in range(1000):  # 10 s, far more than a pipe holds
+            delivered.append(sink.write(block(0.1)))
+    assert time.monotonic() - start < 2.0  # never blocked
     assert delivered[0] and not delivered[-1]
+    # dropped in a row: exactly 2 s worth (200 blocks) before it is declared gone, so the
+    # pipeline reopens it instead of dropping everything while the process lives
+    assert delivered[-199:] == [False] * 199 and delivered.count(False) == 199
+    assert sink._proc is None  # closed, the stalled process ended
     sink.close()
+
+
+def test_alsa_sink_drains_a_chatty_stderr(tmp_path: Path) -> None:
+    # aplay writes "underrun!!!" on every underrun: 360 KB of it, far more than a pipe
+    # holds, before it reads its input; an unread stderr would stall it for good
+    out = tmp_path / "raw"
+    cmd = fake_tool(
+        tmp_path,
+        "aplay",
+        f"yes 'underrun!!! (at least 0.1 ms long)' | head -n 10000 >&2\nexec cat > \"{out}\"",
+    )
+    sink = AlsaSink("hw:UAC2Gadget", command=cmd)
+    sink.open()
+    delivered = []
+    for i in range(300):
+        delivered.append(sink.write(block(0.001 * (i % 100))))
+        time.sleep(0.002)
+    assert all(delivered[-100:]), delivered.count(False)
+    assert sink.underruns == 10000
+    tail = sink.stderr_tail()
+    assert len(tail) == 20 and all(line.startswith("underrun!!!") for line in tail)
+    deadline = time.monotonic() + 2.0
+    while out.stat().st_size < 100 * BLOCK * 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sink.close()
+    assert out.stat().st_size >= 100 * BLOCK * 2
+
+
+def test_alsa_sink_keeps_only_the_tail_of_what_aplay_said(tmp_path: Path) -> None:
+    cmd = fake_tool(
+        tmp_path,
+        "aplay",
+        "yes 'underrun!!!' | head -n 50000 >&2\n"
+        "echo 'aplay: pcm_write:2146: write error: Input/output error' >&2; exit 1",
+    )
+    sink = AlsaSink("hw:UAC2Gadget", command=cmd)
+    with pytest.raises(AudioSinkError, match=r"status 1: .*underrun!!!; aplay: pcm_write") as err:
+        sink.open()
+        for _ in range(300):
+            sink.write(block(0.1))
+            time.sleep(0.002)
+    assert len(str(err.value)) < 700  # a bounded message, not 50000 lines
 
 
 def test_alsa_sink_whose_process_dies_says_so(tmp_path: Path) -> None:
@@ -115,3 +166,50 @@ def test_alsa_sink_whose_process_dies_says_so(tmp_path: Path) -> None:
     time.sleep(1.0)
     with pytest.raises(AudioSinkError, match="write error"):
         sink.write(block(0.1))
+
+
+def test_wav_sink_reopened_after_a_write_error_keeps_the_recording(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    sink = WavFileSink(path)
+    sink.open()
+    assert sink.write(block(0.25)) and sink.write(block(-0.25))
+    sink._fh = FailsOnce(sink._fh)  # type: ignore[assignment]
+    with pytest.raises(AudioSinkError, match="No space left"):
+        sink.write(block(0.75))
+    sink.close()
+    sink.open()  # as the pipeline does after the error: appended, not truncated
+    assert sink.write(block(0.5))
+    sink.close()
+    samples, _ = read_wav(path)
+    assert len(samples) == 3 * BLOCK
+    np.testing.assert_allclose(samples[::BLOCK], [0.25, -0.25, 0.5], atol=1e-4)
+    # a sink that begins a recording replaces an older file; the limit counts it all
+    fresh = WavFileSink(path, max_bytes=44 + 4 * BLOCK * 2)
+    fresh.open()
+    assert fresh.write(block(0.1))
+    fresh.close()
+    fresh.open()
+    assert fresh.write(block(0.2)) and fresh.write(block(0.3))
+    assert fresh.write(block(0.4)) and not fresh.write(block(0.5)) and fresh.full
+    fresh.close()
+    samples, _ = read_wav(path)
+    np.testing.assert_allclose(samples[::BLOCK], [0.1, 0.2, 0.3, 0.4], atol=1e-4)
+
+
+def test_wav_sink_does_not_overwrite_a_recording_cut_short_meanwhile(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    sink = WavFileSink(path)
+    sink.open()
+    sink.write(block(0.25))
+    sink.close()
+    with path.open("r+b") as fh:
+        fh.truncate(100)
+    with pytest.raises(AudioSinkError, match=r"shorter .* not overwriting it"):
+        sink.open()
+    assert path.stat().st_size == 100
+    path.unlink()  # removed: nothing to keep, a new recording begins
+    sink.open()
+    assert sink.write(block(0.5))
+    sink.close()
+    samples, _ = read_wav(path)
+    assert len(samples) == BLOCK

@@ -4,8 +4,8 @@ deterministic with a click at each mouth opening, and ALSA failures are clear er
 from __future__ import annotations
 
 import math
-import os
 import stat
+import time
 from itertools import pairwise
 from pathlib import Path
 
@@ -163,14 +163,17 @@ def test_alsa_source_reports_a_missing_device(tmp_path: Path) -> None:
 
 def test_alsa_source_reads_reports_death_and_reopens(tmp_path: Path) -> None:
     # ten blocks of a constant, an overrun report, then the process dies
+    args = tmp_path / "args"
     cmd = fake_tool(
         tmp_path,
         "arecord",
+        f'printf "%s\\n" "$@" > "{args}"\n'
         "printf 'overrun!!! (at least 1.0 ms long)\\n' >&2\n"
         "head -c 9600 /dev/zero | tr '\\0' '\\100'\nexit 3",
     )
     source = AlsaSource("hw:1,0", command=cmd)
     for _ in range(2):  # the second round: reopened after the death, like a re-plug
+        args.unlink(missing_ok=True)
         source.open()
         blocks = read_all(source, 10)
         assert all(np.allclose(b.samples, 0x4040 / 32768) for b in blocks)
@@ -178,4 +181,74 @@ def test_alsa_source_reads_reports_death_and_reopens(tmp_path: Path) -> None:
         with pytest.raises(AudioSourceError, match="exited with status 3"):
             source.read(1.0)
         source.close()
-    assert "arecord" in os.path.basename(cmd)
+        # what arecord was asked for: the device, 16-bit little-endian, 48 kHz, mono, raw
+        assert args.read_text().splitlines() == [
+            "-D",
+            "hw:1,0",
+            "-f",
+            "S16_LE",
+            "-r",
+            "48000",
+            "-c",
+            "1",
+            "-t",
+            "raw",
+            "--buffer-time=40000",
+        ]
+
+
+def test_alsa_source_that_closes_its_output_but_hangs_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "EXIT_WAIT_S", 0.2)
+    cmd = fake_tool(
+        tmp_path,
+        "arecord",
+        "head -c 1920 /dev/zero\necho 'arecord: stuck' >&2\nexec >&-\nexec sleep 30",
+    )
+    source = AlsaSource("hw:1,0", command=cmd)
+    source.open()
+    proc = source._proc
+    assert proc is not None
+    assert len(read_all(source, 2)) == 2  # the blocks it did write come first
+    start = time.monotonic()
+    with pytest.raises(AudioSourceError, match=r"exited with status -9: arecord: stuck"):
+        source.read(1.0)
+    assert time.monotonic() - start < 1.0
+    assert proc.returncode == -9 and source._proc is None
+
+
+def test_alsa_source_read_error_is_a_source_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cmd = fake_tool(tmp_path, "arecord", "exec cat /dev/zero")
+    source = AlsaSource("hw:1,0", command=cmd)
+    source.open()
+    proc = source._proc
+
+    def broken(fd: int, n: int) -> bytes:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sources.os, "read", broken)
+    source._buffer.clear()
+    with pytest.raises(AudioSourceError, match=r"reading it failed: .*Input/output error"):
+        source.read(1.0)
+    monkeypatch.undo()
+    assert proc is not None and proc.poll() is not None  # the process was ended too
+
+
+def test_alsa_source_timestamps_never_go_backwards(tmp_path: Path) -> None:
+    # 3 s of audio at once, more than a pipe holds: arecord after a stall (or a slow
+    # reader) hands over a backlog that arrives in pieces
+    cmd = fake_tool(tmp_path, "arecord", "head -c 288000 /dev/zero | tr '\\0' '\\1'\nexec sleep 5")
+    source = AlsaSource("hw:1,0", command=cmd)
+    source.open()
+    start = time.monotonic_ns()
+    blocks = read_all(source, 300)
+    end = time.monotonic_ns()
+    source.close()
+    stamps = [b.t_capture_ns for b in blocks]
+    steps = [b - a for a, b in pairwise(stamps)]
+    assert min(steps) >= 0, [i for i, d in enumerate(steps) if d < 0]
+    # all of it was captured before it was read: the first block 3 s before the last
+    assert start - 4 * 10**9 < stamps[0] <= stamps[-1] < end

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -97,6 +100,61 @@ def test_the_limits_are_checked_before_the_samples_are_read(tmp_path, monkeypatc
     monkeypatch.setattr(np, "frombuffer", lambda *a, **k: pytest.fail("decoded"))
     with pytest.raises(ValueError, match="over the 2 s limit"):
         parse_wav(path.read_bytes(), max_seconds=2)
+
+
+def test_only_regular_files_are_read(tmp_path):
+    # a FIFO has no size to check: fed 3 MB it must not be read whole past max_bytes
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    fed, done = [], threading.Event()
+
+    def feed():
+        while not done.is_set():  # until a reader opens it
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader yet
+                time.sleep(0.001)
+                continue
+            os.set_blocking(fd, True)
+            try:
+                with open(fd, "wb") as fh:
+                    fh.write(wav_bytes(bytes(3_000_000)))
+                fed.append(True)
+            except BrokenPipeError:
+                pass
+            return
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        with pytest.raises(ValueError, match="a FIFO, not a regular file"):
+            read_wav(fifo, max_bytes=1000)
+    finally:
+        done.set()
+        writer.join(5.0)
+    assert not fed and not writer.is_alive()
+    with pytest.raises(ValueError, match="a device, not a regular file"):
+        read_wav("/dev/null")
+    with pytest.raises(ValueError, match="a directory, not a regular file"):
+        read_wav(tmp_path)
+
+
+def test_no_more_than_max_bytes_is_read(tmp_path, monkeypatch):
+    # the size is checked first, but a file that grows after it is still cut off: both
+    # stat calls say 10 bytes here, as they would have before it grew
+    path = tmp_path / "grows.wav"
+    path.write_bytes(wav_bytes(bytes(48_000 * 2)))
+    real_fstat = os.fstat
+    monkeypatch.setattr(
+        os, "fstat", lambda fd: os.stat_result((*real_fstat(fd)[:6], 10, *real_fstat(fd)[7:]))
+    )
+    monkeypatch.setattr(
+        os, "stat", lambda p, **k: os.stat_result((0o100644, *[0] * 5, 10, 0, 0, 0))
+    )
+    with pytest.raises(ValueError, match="over the 1000-byte limit"):
+        read_wav(path, max_bytes=1000)
+    monkeypatch.undo()
+    assert len(read_wav(path, max_bytes=48_000 * 2 + 44)[0]) == 48_000
 
 
 @pytest.mark.fuzz
