@@ -1,8 +1,8 @@
 """Audio source and sink URIs: the transport is configuration, as for the video sources.
 
 Sources: ``alsa:DEVICE`` (``alsa:hw:1,0``, ``alsa:default``), ``file://PATH.wav`` (looped)
-and ``synthetic://``. Sinks: ``alsa:DEVICE`` (the UAC2 gadget's PCM:
-``alsa:hw:UAC2Gadget``), ``file://PATH.wav``, ``memory://`` (tests) and ``null``.
+and ``synthetic://``. Sinks: ``gadget`` (the USB gadget's microphone where it has one),
+``alsa:DEVICE``, ``file://PATH.wav``, ``memory://`` (tests) and ``null``.
 
 Only parsing here (no numpy): the config schema validates with it.
 """
@@ -18,7 +18,7 @@ _ALSA_DEVICE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:,=.-]{0,127}$")
 
 @dataclass(frozen=True)
 class AudioSpec:
-    scheme: str  # alsa, file, synthetic, memory, null
+    scheme: str  # alsa, file, synthetic, gadget, memory, null
     target: str  # ALSA device or file path; "" otherwise
     uri: str  # the one spelling of it
 
@@ -51,12 +51,15 @@ def parse_audio_source(uri: str) -> AudioSpec:
 
 
 def parse_audio_sink(uri: str) -> AudioSpec:
-    """``alsa:DEVICE``, ``file://PATH.wav``, ``memory://`` or ``null``; ValueError otherwise."""
+    """``gadget``, ``alsa:DEVICE``, ``file://PATH.wav``, ``memory://`` or ``null``;
+    ValueError otherwise."""
     text = uri.strip()
     if text.startswith("alsa:"):
         return _alsa(text, uri)
     if text in ("null", "null://"):
         return AudioSpec("null", "", "null")
+    if text in ("gadget", "gadget://"):
+        return AudioSpec("gadget", "", "gadget")
     scheme, sep, rest = text.partition("://")
     if sep and scheme == "file":
         if not rest:
@@ -65,6 +68,6 @@ def parse_audio_sink(uri: str) -> AudioSpec:
     if sep and scheme == "memory" and rest == "":
         return AudioSpec("memory", "", "memory://")
     raise ValueError(
-        f"unsupported audio output {uri!r}: use alsa:DEVICE (e.g. alsa:hw:UAC2Gadget), "
+        f"unsupported audio output {uri!r}: use gadget, alsa:DEVICE (e.g. alsa:hw:1,0), "
         "file://PATH.wav, memory:// or null"
     )

@@ -219,9 +219,9 @@ class AudioConfig(Section):
         "or synthetic:// (speech in step with the synthetic face)",
     )
     output: Annotated[str, _accepted_by(parse_audio_sink)] = Field(
-        "null",
-        description="Where the cleaned audio goes: alsa:DEVICE (the USB gadget's: "
-        "alsa:hw:UAC2Gadget), file://PATH.wav, memory:// or null",
+        "gadget",
+        description="Where the cleaned audio goes: gadget (the USB gadget's microphone, "
+        "nowhere without one), alsa:DEVICE, file://PATH.wav, memory:// or null",
     )
     noise_removal: Literal["off", "spectral", "gtcrn"] = Field(
         "gtcrn",

@@ -213,3 +213,17 @@ def test_wav_sink_does_not_overwrite_a_recording_cut_short_meanwhile(tmp_path: P
     sink.close()
     samples, _ = read_wav(path)
     assert len(samples) == BLOCK
+
+
+def test_the_gadget_output_is_the_gadgets_microphone_where_there_is_one(tmp_path):
+    from appliance.audio.sinks import gadget_pcm
+
+    sound = tmp_path / "class" / "sound"
+    (sound / "card0").mkdir(parents=True)
+    (sound / "card0" / "id").write_text("PCH\n")
+    assert gadget_pcm(tmp_path) is None
+    assert isinstance(open_audio_sink("gadget", sys_root=tmp_path), NullSink)  # a PC: nowhere
+    (sound / "card1").mkdir()
+    (sound / "card1" / "id").write_text("UAC2Gadget\n")  # gadget up made the microphone
+    sink = open_audio_sink("gadget", sys_root=tmp_path)
+    assert isinstance(sink, AlsaSink) and sink.uri == "alsa:hw:CARD=UAC2Gadget,DEV=0"

@@ -48,6 +48,7 @@ def test_uris_have_one_spelling_and_clear_errors() -> None:
     assert parse_audio_source("synthetic://").scheme == "synthetic"
     assert parse_audio_source("file:///x.wav").target == "/x.wav"
     assert parse_audio_sink("null").scheme == "null"
+    assert parse_audio_sink("gadget").uri == parse_audio_sink("gadget://").uri == "gadget"
     assert parse_audio_sink("alsa:hw:UAC2Gadget").target == "hw:UAC2Gadget"
     for bad in ("alsa:", "alsa:hw:0; rm -rf /", "v4l2:///dev/video0", "file://", "synthetic://x"):
         with pytest.raises(ValueError, match=r"alsa|file|synthetic"):
