@@ -346,20 +346,6 @@ class AlsaSink(AudioSink):
                 proc.wait(timeout=1.0)
 
 
-# The ALSA card f_uac2 registers on the camera for the gadget's microphone (its id:
-# "UAC2_Gadget" without the underscore); what the daemon plays there, the host records.
-GADGET_CARD = "UAC2Gadget"
-
-
-def gadget_pcm(sys_root: Path = Path("/sys")) -> str | None:
-    """The USB gadget's microphone PCM, where ``gadget up`` made one."""
-    for card in sorted((sys_root / "class" / "sound").glob("card*")):
-        with contextlib.suppress(OSError):
-            if (card / "id").read_text(encoding="ascii").strip() == GADGET_CARD:
-                return f"hw:CARD={GADGET_CARD},DEV=0"
-    return None
-
-
 def open_audio_sink(spec: AudioSpec | str, sys_root: Path = Path("/sys")) -> AudioSink:
     """Build (not open) the sink for a URI. ``gadget``: the USB gadget's microphone where
     it has one; nowhere (said in the log) on a machine without (a PC running the daemon,
@@ -367,14 +353,14 @@ def open_audio_sink(spec: AudioSpec | str, sys_root: Path = Path("/sys")) -> Aud
     if isinstance(spec, str):
         spec = parse_audio_sink(spec)
     if spec.scheme == "gadget":
+        from appliance.audio.gadget import GADGET_CARD, GadgetSink, gadget_pcm
+
         device = gadget_pcm(sys_root)
         if device is None:
             log.info("audio: no USB gadget microphone (no ALSA card %s): output nowhere",
                      GADGET_CARD)  # fmt: skip
-            sink: AudioSink = NullSink()
-        else:
-            sink = AlsaSink(device, uri=f"alsa:{device}")
-        return sink
+            return NullSink()
+        return GadgetSink(device, uri=f"alsa:{device}")
     if spec.scheme == "null":
         return NullSink()
     if spec.scheme == "memory":

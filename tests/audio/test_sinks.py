@@ -216,7 +216,7 @@ def test_wav_sink_does_not_overwrite_a_recording_cut_short_meanwhile(tmp_path: P
 
 
 def test_the_gadget_output_is_the_gadgets_microphone_where_there_is_one(tmp_path):
-    from appliance.audio.sinks import gadget_pcm
+    from appliance.audio.gadget import GadgetSink, gadget_pcm
 
     sound = tmp_path / "class" / "sound"
     (sound / "card0").mkdir(parents=True)
@@ -226,4 +226,4 @@ def test_the_gadget_output_is_the_gadgets_microphone_where_there_is_one(tmp_path
     (sound / "card1").mkdir()
     (sound / "card1" / "id").write_text("UAC2Gadget\n")  # gadget up made the microphone
     sink = open_audio_sink("gadget", sys_root=tmp_path)
-    assert isinstance(sink, AlsaSink) and sink.uri == "alsa:hw:CARD=UAC2Gadget,DEV=0"
+    assert isinstance(sink, GadgetSink) and sink.uri == "alsa:hw:CARD=UAC2Gadget,DEV=0"
