@@ -138,6 +138,9 @@ class Appliance:
         self.hotplug = HotplugMonitor(self.selector.device_added, self.selector.device_removed)
         # The microphone: its own thread, idle while disabled; a dead one never stops video.
         self.audio = AudioPipeline(settings_from(AudioSettings, cfg.audio))
+        self.audio_hotplug = HotplugMonitor(
+            self.audio.device_changed, self.audio.device_changed, subsystem="sound"
+        )
         self.web = None
         self.web_app: Any = None
         if web and cfg.web.enabled:
@@ -266,6 +269,7 @@ class Appliance:
         self.before_path.start()
         self.capture.start()
         self.audio.start()
+        self.audio_hotplug.start()  # without udev, the audio path's back-off still retries
         if not self.hotplug.start():
             log.info("hot-plug: %s; re-checking cameras every few seconds", self.hotplug.reason)
         if self.web is not None:
@@ -292,6 +296,7 @@ class Appliance:
         if self.web is not None and not self.web.stop(max(0.1, deadline - time.monotonic())):
             hung.append("web")
         self.hotplug.stop()
+        self.audio_hotplug.stop()
         if not self.capture.stop(max(0.1, deadline - time.monotonic())):
             hung.append("capture")
         if not self.audio.stop(max(0.1, deadline - time.monotonic())):

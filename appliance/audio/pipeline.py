@@ -127,6 +127,11 @@ class _Endpoint:
         self.retry_at = now + self.backoff
         self.backoff = min(RETRY_MAX_S, self.backoff * 2)
 
+    def retry_now(self) -> None:
+        """A device came or went: try again at once, from the shortest back-off."""
+        self.retry_at = 0.0
+        self.backoff = RETRY_MIN_S
+
     def opened(self) -> None:
         if self.opened_once:
             self.reopens += 1
@@ -172,6 +177,17 @@ class AudioPipeline:
     def configure(self, settings: AudioSettings) -> None:
         """Apply ``settings`` on the audio thread between two blocks."""
         self._controls.put(lambda: self._apply(settings))
+
+    def device_changed(self, devnode: str = "") -> None:
+        """udev saw a sound device come or go (a USB microphone plugged in, the gadget's
+        card made): a closed input or output is retried at once, not after its back-off
+        (up to 10 s). Applied on the audio thread, between two blocks."""
+
+        def retry() -> None:
+            self._source_state.retry_now()
+            self._sink_state.retry_now()
+
+        self._controls.put(retry)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="audio", daemon=True)

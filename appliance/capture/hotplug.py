@@ -1,4 +1,5 @@
-"""USB camera hot-plug through udev (pyudev), feeding the source selector."""
+"""USB hot-plug through udev (pyudev): cameras (``video4linux``) feeding the source
+selector, microphones (``sound``) waking the audio path."""
 
 from __future__ import annotations
 
@@ -11,14 +12,21 @@ log = logging.getLogger(__name__)
 
 
 class HotplugMonitor:
-    """Reports ``video4linux`` nodes appearing and disappearing.
+    """Reports device nodes of one udev subsystem (``video4linux`` by default) appearing
+    and disappearing.
 
     Where udev is not available (containers, CI) ``start`` returns False and says why;
     the selector's periodic re-check and read errors still catch plug and unplug,
     only more slowly.
     """
 
-    def __init__(self, on_added: Callable[[str], None], on_removed: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        on_added: Callable[[str], None],
+        on_removed: Callable[[str], None],
+        subsystem: str = "video4linux",
+    ) -> None:
+        self.subsystem = subsystem
         self._on_added = on_added
         self._on_removed = on_removed
         self._observer: Any = None
@@ -47,11 +55,11 @@ class HotplugMonitor:
             # uevents arrive; devtmpfs still creates the /dev/videoN nodes.
             source = "udev" if os.path.exists("/run/udev/control") else "kernel"
             monitor = pyudev.Monitor.from_netlink(context, source=source)
-            monitor.filter_by(subsystem="video4linux")
+            monitor.filter_by(subsystem=self.subsystem)
             self._observer = pyudev.MonitorObserver(
                 monitor,
                 callback=lambda device: self.handle(device.action or "", device.device_node),
-                name="hotplug-udev",
+                name=f"hotplug-{self.subsystem}",
             )
             self._observer.daemon = True
             self._observer.start()

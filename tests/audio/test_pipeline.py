@@ -185,6 +185,24 @@ def test_a_dead_source_is_reported_and_reopened(monkeypatch: pytest.MonkeyPatch)
     assert p.status()["input"] == "alsa:hw:7,0" and p.status()["input_error"] is None
 
 
+def test_a_device_plugged_in_is_tried_at_once_not_after_the_back_off() -> None:
+    Dying.opened = 1  # the next open fails: the microphone is not there yet
+    p = AudioPipeline(
+        AudioSettings(input="alsa:hw:7,0", noise_removal="off"),
+        open_source=lambda uri: Dying(),
+        open_sink=lambda uri: MemorySink(),
+    )
+    p._apply(p.settings)
+    p.step()  # the open fails: retried only after the back-off
+    assert p.source is None and p._source_state.retry_at > time.monotonic()
+    p.step()
+    assert p.source is None  # still waiting out the back-off
+    p.device_changed("/dev/snd/pcmC1D0c")  # udev: a sound device came
+    p.apply_controls()  # as the audio thread does between blocks
+    p.step()
+    assert p.source is not None and p.status()["input_error"] is None
+
+
 def test_the_thread_runs_and_stops_and_keeps_five_seconds() -> None:
     assert audio_pipeline.RING_SECONDS == 5.0
     made: list[SyntheticAudioSource] = []

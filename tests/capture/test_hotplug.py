@@ -167,3 +167,19 @@ def test_udev_reporting_both_nodes_of_a_camera_still_counts_as_unplug(rig: Rig) 
     monitor.handle("remove", "/dev/video5")  # ... and its metadata node, at once
     assert wait_until(lambda: recorder.source_at_end() == f"v4l2://{FALLBACK}", timeout=1.0)
     assert "device removed" in selector.last_error
+
+
+def test_the_monitor_watches_the_subsystem_it_is_given() -> None:
+    from appliance.capture.hotplug import HotplugMonitor
+
+    seen: list[tuple[str, str]] = []
+    sound = HotplugMonitor(
+        lambda node: seen.append(("add", node)),
+        lambda node: seen.append(("remove", node)),
+        subsystem="sound",
+    )
+    assert sound.subsystem == "sound" and HotplugMonitor(print, print).subsystem == "video4linux"
+    sound.handle("add", "/dev/snd/pcmC1D0c")
+    sound.handle("remove", "/dev/snd/pcmC1D0c")
+    sound.handle("change", None)  # no node: nothing
+    assert seen == [("add", "/dev/snd/pcmC1D0c"), ("remove", "/dev/snd/pcmC1D0c")]
