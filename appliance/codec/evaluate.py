@@ -288,6 +288,24 @@ def curve(points: Sequence[Point], codec: str, key: str = "ms_ssim") -> tuple[li
     return [p.kbps for p in chosen], [getattr(p, key) for p in chosen]
 
 
+def plotted(points: Sequence[Point], codec: str, key: str) -> tuple[list, list]:
+    """A codec's curve as drawn: the hybrid's rungs of two families are not one curve in
+    rate order (it would zig-zag), so it is drawn as their envelope, the rungs a
+    controller that knew the content would pick, and as the comparisons read it."""
+    rates, values = curve(points, codec, key)
+    if codec != "hybrid":
+        return rates, values
+    better = (lambda a, b: a > b) if key == "ms_ssim" else (lambda a, b: a < b)
+    kept: tuple[list, list] = ([], [])
+    for rate, value in zip(rates, values, strict=True):
+        if value is None or not math.isfinite(value):
+            continue
+        if not kept[1] or better(value, kept[1][-1]):
+            kept[0].append(rate)
+            kept[1].append(value)
+    return kept
+
+
 def summarize(points: Sequence[Point], akd_computed: bool = True) -> dict[str, object]:
     """BD-rates against x264 and AV1, each baseline codec's floor, and our lowest-rate
     point against x264 and AV1 at the same rate (``_low_end``). Without AKD on the clip
@@ -506,7 +524,8 @@ def plot_all(results: dict[str, dict], folder: Path) -> None:
         panels = {}
         for name, result in results.items():
             points = [Point(**p) for p in result["points"]]
-            panels[name] = {c: curve(points, c, key) for c in sorted({p.codec for p in points})}
+            codecs = sorted({p.codec for p in points})
+            panels[name] = {c: plotted(points, c, key) for c in codecs}
         metrics.plot_rd_grid(panels, folder / f"rd-all-{key}.png", label)
 
 
@@ -521,7 +540,7 @@ def _plot(name: str, points: Sequence[Point], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     codecs = sorted({p.codec for p in points})
     for key, label in (("ms_ssim", METRIC), ("akd", "AKD, px (lower is better)")):
-        curves = {c: curve(points, c, key) for c in codecs}
+        curves = {c: plotted(points, c, key) for c in codecs}
         metrics.plot_rd(curves, folder / f"rd-{name}-{key}.png", f"{name}: {label}",
                         ylabel=label)  # fmt: skip
 

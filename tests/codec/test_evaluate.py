@@ -161,3 +161,13 @@ def test_the_markdown_states_the_metric_and_lists_clips_without_akd():
     assert "face MS-SSIM at native size" in text
     assert "| clip | 1.70 | 15.0 | 8.0, 0.820, – |" in text
     assert "AKD not computed" in text and "clip (the tracker's self-AKD" in text
+
+
+def test_the_hybrid_is_drawn_as_the_envelope_of_its_rungs():
+    rungs = [point("hybrid", 4, 0.80, 5.0), point("hybrid", 9, 0.90, 2.5),
+             point("hybrid", 10, 0.86, 3.0), point("hybrid", 20, 0.95, 1.5),
+             point("hybrid", 25, 0.94, 1.2)]  # fmt: skip
+    assert evaluation.plotted(rungs, "hybrid", "ms_ssim") == ([4, 9, 20], [0.80, 0.90, 0.95])
+    assert evaluation.plotted(rungs, "hybrid", "akd") == ([4, 9, 20, 25], [5.0, 2.5, 1.5, 1.2])
+    av1 = [point("av1", 10, 0.90, 2.0), point("av1", 20, 0.88, 2.2)]
+    assert evaluation.plotted(av1, "av1", "ms_ssim") == ([10, 20], [0.90, 0.88])  # as measured
