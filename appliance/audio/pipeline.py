@@ -327,19 +327,19 @@ class AudioPipeline:
 
     def _close_source(self) -> None:
         source, self.source = self.source, None
-        if source is not None:
-            try:
-                source.close()
-            except Exception:
-                log.exception("audio: closing %s failed", source.uri)
+        self._close(source)
 
     def _close_sink(self) -> None:
         sink, self.sink = self.sink, None
-        if sink is not None:
+        self._close(sink)
+
+    @staticmethod
+    def _close(end: AudioSource | AudioSink | None) -> None:
+        if end is not None:
             try:
-                sink.close()
+                end.close()
             except Exception:
-                log.exception("audio: closing %s failed", sink.uri)
+                log.exception("audio: closing %s failed", end.uri)
 
     def _close_all(self) -> None:
         self._close_source()

@@ -32,7 +32,9 @@ from typing import BinaryIO
 
 import numpy as np
 
+from appliance.audio import tool
 from appliance.audio.sources import RATE
+from appliance.audio.tool import StderrLines
 from appliance.audio.uri import AudioSpec, parse_audio_sink
 
 log = logging.getLogger(__name__)
@@ -215,8 +217,7 @@ class AlsaSink(AudioSink):
         self.command = command
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending = b""
-        self._stderr: deque[str] = deque(maxlen=STDERR_LINES)
-        self._partial_err = b""
+        self._stderr_lines = StderrLines(keep=STDERR_LINES)
         self.underruns = 0  # "underrun" reports from aplay since open
         self._dropped_run = 0  # samples dropped in a row
 
@@ -239,8 +240,7 @@ class AlsaSink(AudioSink):
         os.set_blocking(self._proc.stdin.fileno(), False)
         os.set_blocking(self._proc.stderr.fileno(), False)
         self._pending = b""
-        self._stderr.clear()
-        self._partial_err = b""
+        self._stderr_lines.clear()
         self.underruns = 0
         self._dropped_run = 0
         try:  # aplay refuses a missing device at once: say so now
@@ -266,22 +266,16 @@ class AlsaSink(AudioSink):
             self._err(data)
 
     def _err(self, data: bytes) -> None:
-        lines = (self._partial_err + data).split(b"\n")
-        self._partial_err = lines.pop()[-1000:]
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").strip()
-            if not line:
-                continue
+        for line in self._stderr_lines.feed(data):
             if "underrun" in line:
                 self.underruns += 1
-            self._stderr.append(line[-500:])
 
     def stderr_tail(self) -> list[str]:
         """The last lines aplay wrote to its stderr."""
-        return list(self._stderr)
+        return list(self._stderr_lines.lines)
 
     def _said(self) -> str:
-        return "; ".join(self._stderr)[-500:] or "no message"
+        return "; ".join(self._stderr_lines.lines)[-500:] or "no message"
 
     def _died(self) -> None:
         proc = self._proc
@@ -337,13 +331,7 @@ class AlsaSink(AudioSink):
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=1.0)
+        tool.end(proc)
 
 
 def open_audio_sink(spec: AudioSpec | str, sys_root: Path = Path("/sys")) -> AudioSink:

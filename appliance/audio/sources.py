@@ -29,13 +29,14 @@ import select
 import shutil
 import subprocess
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
+from appliance.audio import tool
+from appliance.audio.tool import StderrLines
 from appliance.audio.uri import AudioSpec, parse_audio_source
 
 log = logging.getLogger(__name__)
@@ -273,8 +274,7 @@ class AlsaSource(AudioSource):
         self.command = command
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = bytearray()
-        self._stderr: deque[str] = deque(maxlen=20)
-        self._partial_err = b""
+        self._stderr_lines = StderrLines(keep=20)
         self._xruns = 0
         self._last_t: int | None = None
         self._eof = False
@@ -312,7 +312,7 @@ class AlsaSource(AudioSource):
         except OSError as exc:
             raise AudioSourceError(f"{self.uri}: cannot start {self.command}: {exc}") from exc
         self._buffer.clear()
-        self._stderr.clear()
+        self._stderr_lines.clear()
         self._xruns = 0
         self._seq = 0
         self._last_t = None
@@ -359,15 +359,9 @@ class AlsaSource(AudioSource):
         self._died()
 
     def _err(self, data: bytes) -> None:
-        lines = (self._partial_err + data).split(b"\n")
-        self._partial_err = lines.pop()[-1000:]
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").strip()
-            if not line:
-                continue
+        for line in self._stderr_lines.feed(data):
             if "overrun" in line:
                 self._xruns += 1
-            self._stderr.append(line)
 
     def _died(self, why: str = "") -> NoReturn:
         proc = self._proc
@@ -383,7 +377,9 @@ class AlsaSource(AudioSource):
         except (OSError, ValueError):
             pass
         self._err(rest + b"\n")
-        said = "; ".join(line for line in self._stderr if not line.startswith("Recording"))
+        said = "; ".join(
+            line for line in self._stderr_lines.lines if not line.startswith("Recording")
+        )
         code = proc.returncode
         self.close()
         what = why or f"exited with status {code}"
@@ -422,13 +418,7 @@ class AlsaSource(AudioSource):
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=1.0)
+        tool.end(proc)
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()

@@ -493,8 +493,9 @@ def evaluate(
             points.append(run_keypoint_codec(clip, floor, quality, sample))
             progress(f"  {_line(points[-1])}")
         height, width = clip.frames[0].shape[:2]
-        ladder = [step.rung for step in ladder_for(width, height, clip.fps)]
-        for rung in ladder if rungs is None else rungs:
+        if rungs is None:  # each clip's own ladder, for its size
+            clip_rungs = [step.rung for step in ladder_for(width, height, clip.fps)]
+        for rung in clip_rungs if rungs is None else rungs:
             points.append(run_hybrid(clip, rung, sample))
             progress(f"  {_line(points[-1])}")
         for codec in codecs:
